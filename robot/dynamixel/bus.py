@@ -119,7 +119,7 @@ class DynamixelBus:
                 raise ModelMismatchError(self.port_name, m.motor_id, m.joint, m.model.name, model_name(number))
         if self.fast_sync_read is None:
             self.fast_sync_read = self._fast_sync_read_works()
-            log.info("%s: %s", self.port_name,
+            log.debug("%s: %s", self.port_name,
                      "Fast Sync Read" if self.fast_sync_read else "Sync Read (a motor lacks Fast Sync Read)")
         return self
 

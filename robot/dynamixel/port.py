@@ -17,6 +17,7 @@ from robot.dynamixel.errors import PortError
 log = logging.getLogger(__name__)
 
 UNKNOWN_ADAPTER_LATENCY_MS = 16.0  # the FTDI default, when sysfs does not say
+VIRTUAL_LATENCY_MS = 1.0  # a virtual bus is timed like a U2D2 set up as docs/hardware.md says
 PERMISSION_HINT = ("permission denied. Add yourself to the dialout group "
                    "(sudo usermod -aG dialout $USER), then log out and back in.")
 UDEV_RULE = 'ACTION=="add", SUBSYSTEM=="usb-serial", DRIVER=="ftdi_sio", ATTR{latency_timer}="1"'
@@ -119,7 +120,7 @@ def open_port(port: str, baud: int) -> TandemPortHandler:
             "udev rule %s (see docs/hardware.md).", port, latency, name, UDEV_RULE,
         )
     if latency is None:
-        latency = 0.0 if _is_pseudo_terminal(port) else UNKNOWN_ADAPTER_LATENCY_MS
+        latency = VIRTUAL_LATENCY_MS if _is_pseudo_terminal(port) else UNKNOWN_ADAPTER_LATENCY_MS
     handler = TandemPortHandler(port, float(latency))
     handler.baudrate = baud
     try:

@@ -38,8 +38,9 @@ class VirtualMotor:
         motor_id: int,
         *,
         baud: int = 1_000_000,
-        position: int = CENTER_TICK,
+        position: int = CENTER_TICK,  # as Present Position will show it
         firmware: int = DEFAULT_FIRMWARE,
+        settings: dict[str, int] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
@@ -49,13 +50,14 @@ class VirtualMotor:
         self._reset(keep_id=False, keep_baud=False)
         self._set("ID", motor_id)
         self._set("Baud Rate", next(c for c, r in BAUD_RATE_CODES.items() if r == baud))
-        self.raw_position = float(position)
+        for name, value in (settings or {}).items():  # EEPROM as the arm's maker left it
+            self._set(name, value)
+        self.position_offset = 0  # a slipped horn: reads off by this many ticks
+        self.raw_position = self._raw(position)
         self.raw_velocity = 0.0
         self.last_update = clock()
         self.pending_write: tuple[int, bytes] | None = None
-        # faults
-        self.silent = False  # stops answering entirely
-        self.position_offset = 0  # a slipped horn: reads off by this many ticks
+        self.silent = False  # a fault: stops answering entirely
 
     # -- memory -----------------------------------------------------------------------
     def _reset(self, *, keep_id: bool, keep_baud: bool) -> None:

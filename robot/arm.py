@@ -1,0 +1,150 @@
+"""An arm: named joints mapped to motors on one bus, in radians.
+
+Tick 2048 is 0 rad and a turn is 4096 ticks (after calibration has set each
+motor's homing offset and direction). Shoulder and elbow carry a shadow motor
+that follows its primary through Secondary ID; the arm never commands a shadow,
+but reads it every cycle and stops on a disagreement.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from robot.dynamixel.bus import DynamixelBus, Motor
+from robot.dynamixel.control_table import CENTER_TICK, TICKS_PER_TURN, get_model
+from robot.dynamixel.errors import ShadowMismatchError
+
+RAD_PER_TICK = 2.0 * math.pi / TICKS_PER_TURN
+RAD_S_PER_VELOCITY_UNIT = 0.229 * 2.0 * math.pi / 60.0  # Present Velocity is in 0.229 rpm
+
+JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")
+
+
+@dataclass(frozen=True)
+class JointSpec:
+    name: str
+    motor_id: int
+    model: str
+    shadow_id: int | None = None  # a second motor on the same joint, set up with Secondary ID = motor_id
+    shadow_reversed: bool = True  # mounted facing its primary, so it runs in reverse drive mode
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    kind: str
+    joints: tuple[JointSpec, ...]
+
+    def motors(self) -> list[Motor]:
+        """Every motor on the bus, primaries and shadows, in ID order."""
+        out = []
+        for j in self.joints:
+            out.append(Motor(j.motor_id, get_model(j.model), j.name))
+            if j.shadow_id is not None:
+                out.append(Motor(j.shadow_id, get_model(j.model), f"{j.name}_shadow"))
+        return sorted(out, key=lambda m: m.motor_id)
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return tuple(j.name for j in self.joints)
+
+
+def _interbotix_6dof(kind: str, big: str, small: str, wrist: str) -> ArmSpec:
+    """Interbotix numbering 1..9: waist, shoulder(+3), elbow(+5), forearm, wrist angle/rotate, gripper."""
+    return ArmSpec(kind, (
+        JointSpec("waist", 1, big),
+        JointSpec("shoulder", 2, big, shadow_id=3),
+        JointSpec("elbow", 4, big, shadow_id=5),
+        JointSpec("forearm_roll", 6, big),
+        JointSpec("wrist_angle", 7, big),
+        JointSpec("wrist_rotate", 8, small),
+        JointSpec("gripper", 9, wrist),
+    ))
+
+
+# ALOHA's follower and leader arms.
+VIPERX_300_6DOF = _interbotix_6dof("viperx_300_6dof", "XM540-W270", "XM430-W350", "XM430-W350")
+WIDOWX_250_6DOF = _interbotix_6dof("widowx_250_6dof", "XM430-W350", "XL430-W250", "XL430-W250")
+ARM_KINDS = {spec.kind: spec for spec in (VIPERX_300_6DOF, WIDOWX_250_6DOF)}
+
+
+def ticks_to_rad(ticks: np.ndarray) -> np.ndarray:
+    return (np.asarray(ticks, dtype=np.float64) - CENTER_TICK) * RAD_PER_TICK
+
+
+def rad_to_ticks(radians: np.ndarray) -> np.ndarray:
+    return np.rint(np.asarray(radians, dtype=np.float64) / RAD_PER_TICK + CENTER_TICK).astype(np.int32)
+
+
+@dataclass
+class ArmState:
+    """One reading of an arm, in joint order: rad, rad/s, and effort (mA, or % load on XL430)."""
+
+    position: np.ndarray
+    velocity: np.ndarray
+    effort: np.ndarray
+    stamp: float
+
+
+class Arm:
+    def __init__(self, name: str, spec: ArmSpec, bus: DynamixelBus, *, shadow_tolerance_ticks: int = 60) -> None:
+        self.name = name
+        self.spec = spec
+        self.bus = bus
+        self.shadow_tolerance_ticks = shadow_tolerance_ticks
+        index = {motor_id: i for i, motor_id in enumerate(bus.ids)}
+        try:
+            self._primary = np.array([index[j.motor_id] for j in spec.joints])
+            self._shadows = [(j, index[j.motor_id], index[j.shadow_id]) for j in spec.joints if j.shadow_id]
+        except KeyError as missing:
+            raise ValueError(f"arm {name}: motor {missing} is not on the bus {bus.port_name}") from None
+        self.primary_ids = [j.motor_id for j in spec.joints]
+        models = [get_model(j.model) for j in spec.joints]
+        self._effort_unit = np.array([m.effort_unit for m in models])
+
+    @classmethod
+    def on_port(cls, name: str, spec: ArmSpec, port: str, baud: int = 1_000_000, **bus_options: object) -> Arm:
+        return cls(name, spec, DynamixelBus(port, spec.motors(), baud=baud, **bus_options))
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return self.spec.joint_names
+
+    def open(self) -> Arm:
+        self.bus.open()
+        return self
+
+    def close(self) -> None:
+        self.bus.close()
+
+    def configure_shadows(self) -> None:
+        """Set each shadow to follow its primary (Secondary ID) in its mounted direction. Torque off."""
+        for j in self.spec.joints:
+            if j.shadow_id is not None:
+                self.bus.configure(j.shadow_id, secondary_id=j.motor_id, reverse=j.shadow_reversed)
+
+    def read(self) -> ArmState:
+        raw = self.bus.read_state()
+        self._check_shadows(raw.position)
+        p = self._primary
+        return ArmState(
+            ticks_to_rad(raw.position[p]),
+            raw.velocity[p] * RAD_S_PER_VELOCITY_UNIT,
+            raw.effort[p] * self._effort_unit,
+            raw.stamp,
+        )
+
+    def _check_shadows(self, ticks: np.ndarray) -> None:
+        for joint, primary, shadow in self._shadows:
+            if abs(int(ticks[shadow]) - int(ticks[primary])) > self.shadow_tolerance_ticks:
+                raise ShadowMismatchError(self.bus.port_name, joint.name, joint.motor_id, joint.shadow_id,
+                                          int(ticks[primary]), int(ticks[shadow]), self.shadow_tolerance_ticks)
+
+    def write_positions(self, radians: np.ndarray) -> None:
+        """Goal positions for every joint (shadows follow through Secondary ID)."""
+        self.bus.write_goal_positions(self.primary_ids, rad_to_ticks(radians))
+
+    def set_torque(self, on: bool) -> None:
+        self.bus.set_torque(on)
