@@ -82,7 +82,7 @@ class DynamixelBus:
         self._by_id = {m.motor_id: m for m in motors}
         self._ph = PacketHandler(2.0)
         self._port: TandemPortHandler | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # held across a sync read, which may read an error register
         self.failed_reads = 0  # attempts that had to be retried, for the loop's statistics
 
     # -- lifecycle --------------------------------------------------------------------

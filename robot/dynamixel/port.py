@@ -88,11 +88,11 @@ def _holders(port: str) -> str:
     return "held by " + ", ".join(found) if found else "another program has it locked"
 
 
-def latency_timer_ms(port: str) -> int | None:
+def latency_timer_ms(port: str, sysfs: str = "/sys") -> int | None:
     """The FTDI latency timer of `port` from sysfs, or None where sysfs does not show one."""
     name = os.path.basename(os.path.realpath(port))
     try:
-        with open(f"/sys/bus/usb-serial/devices/{name}/latency_timer") as f:
+        with open(f"{sysfs}/bus/usb-serial/devices/{name}/latency_timer") as f:
             return int(f.read().strip())
     except (OSError, ValueError):
         return None

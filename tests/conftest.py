@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+from dynamixel_sdk import PacketHandler, PortHandler
+
+from robot.arm import VIPERX_300_6DOF, Arm
+from robot.dynamixel.bus import DynamixelBus, Motor
+from robot.dynamixel.control_table import get_model
+from robot.sim.virtual_arm import virtual_arm_bus
+from robot.sim.virtual_bus import VirtualBus
+from robot.sim.virtual_motor import VirtualMotor
+
+XM430 = get_model("XM430-W350")
+
+
+@pytest.fixture
+def vbus():
+    """Three XM430s, IDs 1..3, at 1 Mbps."""
+    with VirtualBus([VirtualMotor(XM430, i, position=2000 + 10 * i) for i in (1, 2, 3)], name="test") as bus:
+        yield bus
+
+
+@pytest.fixture
+def sdk(vbus):
+    """The unmodified SDK's packet handler and a port on the virtual bus."""
+    port = PortHandler(vbus.port)
+    assert port.openPort() and port.setBaudRate(1_000_000)
+    yield PacketHandler(2.0), port
+    port.closePort()
+
+
+@pytest.fixture
+def driver(vbus):
+    bus = DynamixelBus(vbus.port, [Motor(i, XM430, f"joint{i}") for i in (1, 2, 3)], read_deadline_s=0.05)
+    with bus:
+        yield bus
+
+
+@pytest.fixture
+def follower():
+    """A ViperX 300 arm (9 motors, two shadows) on a virtual bus, opened through the driver."""
+    with virtual_arm_bus("follower_left", VIPERX_300_6DOF) as vbus:
+        arm = Arm.on_port("follower_left", VIPERX_300_6DOF, vbus.port, read_deadline_s=0.05).open()
+        for motor_id in arm.bus.ids:
+            arm.bus.configure(motor_id)
+        yield arm, vbus
+        arm.close()
