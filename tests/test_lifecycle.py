@@ -1,0 +1,35 @@
+"""Virtual buses start and stop cleanly: no threads, ptys or processes left behind."""
+
+import functools
+import os
+import threading
+
+from robot.arm import WIDOWX_250_6DOF
+from robot.dynamixel.bus import DynamixelBus
+from robot.sim.bus_process import VirtualBusProcess
+from robot.sim.virtual_arm import virtual_arm_bus, virtual_arm_motors
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_in_process_bus_leaves_nothing_behind():
+    fds, threads = _open_fds(), threading.active_count()
+    with virtual_arm_bus("leader", WIDOWX_250_6DOF) as vbus:
+        port = vbus.port
+        with DynamixelBus(port, WIDOWX_250_6DOF.motors()) as bus:
+            bus.read_state()
+    assert _open_fds() == fds
+    assert threading.active_count() == threads
+    assert not os.path.exists(port)  # the pty is gone with its bus
+
+
+def test_bus_process_stops_and_its_child_exits():
+    make = functools.partial(virtual_arm_motors, WIDOWX_250_6DOF)
+    with VirtualBusProcess(make, name="leader") as vbus:
+        child = vbus._process
+        with DynamixelBus(vbus.port, WIDOWX_250_6DOF.motors()) as bus:
+            vbus.call("drop_next", 1)
+            assert bus.read_state().attempts == 2  # faults reach the child through call()
+    assert not child.is_alive() and child.exitcode == 0
