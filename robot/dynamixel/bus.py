@@ -113,7 +113,7 @@ class DynamixelBus:
                 "Check the cable daisy-chain up to those motors and their IDs."
             )
         for m in self.motors:
-            number, _firmware = found[m.motor_id]
+            number = found[m.motor_id]
             if number != m.model.model_number:
                 self.close()
                 raise ModelMismatchError(self.port_name, m.motor_id, m.joint, m.model.name, model_name(number))
@@ -169,21 +169,16 @@ class DynamixelBus:
             value, result, _ = self._ph.read1ByteTxRx(self.port, motor_id, 70)
         return value if result == COMM_SUCCESS else 0
 
-    def ping(self, motor_id: int) -> tuple[int, int]:
-        """(model number, firmware version) of one motor."""
-        def call() -> tuple:
-            data, result, error = self._ph.readTxRx(self.port, motor_id, 0, 7)
-            if result != COMM_SUCCESS:  # a read does what ping does and also gets the firmware
-                return 0, 0, result, error
-            return data[0] | (data[1] << 8), data[6], result, 0
-        number, firmware = self._transact(motor_id, "ping", call)
-        return number, firmware
+    def ping(self, motor_id: int) -> int:
+        """The model number of one motor (Ping instruction)."""
+        (number,) = self._transact(motor_id, "ping", lambda: self._ph.ping(self.port, motor_id))
+        return number
 
     def model_of(self, motor_id: int) -> MotorModel:
         m = self._by_id.get(motor_id)
         if m is not None:
             return m.model
-        number, _ = self.ping(motor_id)
+        number = self.ping(motor_id)
         try:
             return MODELS_BY_NUMBER[number]
         except KeyError:
@@ -201,7 +196,7 @@ class DynamixelBus:
     def write(self, motor_id: int, register: str, value: int) -> None:
         reg = self.model_of(motor_id).register(register)
         if reg.access != "RW":
-            raise PortError(f"{self.port_name}: {register} of motor {motor_id} is read-only")
+            raise ValueError(f"{self.port_name}: {register} of motor {motor_id} is read-only")
         data = list(reg.encode(value))
         try:
             self._transact(motor_id, f"write {register}={value}",

@@ -153,12 +153,12 @@ class VirtualBus:
         byte_time = 10.0 / (baud or 1_000_000)
         wire_at = max(arrived, self._wire_free_at) + packet.wire_length * byte_time
         motors = {m.motor_id: m for m in self._listening(baud)}
-        if not packet.crc_ok:
-            target = motors.get(packet.motor_id)
-            replies = [(target, status_packet(target.motor_id, StatusError.CRC | target.error_byte))] \
-                if target else []
-        else:
+        if packet.crc_ok:
             replies = self._dispatch(packet, motors)
+        elif (target := motors.get(packet.motor_id)) is not None:
+            replies = [(target, status_packet(target.motor_id, StatusError.CRC | target.error_byte))]
+        else:
+            replies = []
         self._wire_free_at = self._send(replies, wire_at, byte_time)
 
     def _send(self, replies: list[tuple[VirtualMotor, bytes]], at: float, byte_time: float) -> float:
