@@ -132,3 +132,11 @@ def test_scan_finds_motors_at_their_baud_rate(vbus):
     found = scan_port(vbus.port, [57_600, 1_000_000])
     assert list(found) == [1_000_000]
     assert found[1_000_000] == {1: (1020, 48), 2: (1020, 48), 3: (1020, 48)}
+
+
+def test_hardware_error_at_open_is_raised_and_the_port_is_released(vbus):
+    vbus.set_hardware_error(1, 0x01)
+    bus = DynamixelBus(vbus.port, [Motor(i, XM430, f"joint{i}") for i in (1, 2, 3)])
+    with pytest.raises(HardwareError, match=r"motor 1 \(joint1\).*input voltage"):
+        bus.open()
+    DynamixelBus(vbus.port, []).open().close()  # not left locked

@@ -64,7 +64,7 @@ class DynamixelBus:
         *,
         baud: int = 1_000_000,
         read_deadline_s: float = 0.012,
-        write_attempts: int = 3,
+        transaction_attempts: int = 3,
         fast_sync_read: bool | None = None,
     ) -> None:
         if baud not in BAUD_RATES:
@@ -76,7 +76,7 @@ class DynamixelBus:
         self.motors = list(motors)
         self.baud = baud
         self.read_deadline_s = read_deadline_s
-        self.write_attempts = write_attempts
+        self.transaction_attempts = transaction_attempts
         self.fast_sync_read = fast_sync_read  # None: find out at open()
         self.ids = ids
         self._by_id = {m.motor_id: m for m in motors}
@@ -89,8 +89,15 @@ class DynamixelBus:
     def open(self, *, check_models: bool = True) -> DynamixelBus:
         """Open the port and check that every configured motor answers with its model."""
         self._port = open_port(self.port_name, self.baud)
-        if not check_models or not self.motors:
-            return self
+        try:
+            if check_models and self.motors:
+                self._check_motors()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _check_motors(self) -> None:
         found = {}
         for m in self.motors:
             try:
@@ -98,7 +105,6 @@ class DynamixelBus:
             except NoResponseError:
                 continue
         if not found:
-            self.close()
             raise PortError(
                 f"{self.port_name}: no motor answered at {self.baud} baud (expected IDs {self.ids}). "
                 "Is the arm powered? If the baud rate is wrong, find the motors with "
@@ -106,22 +112,19 @@ class DynamixelBus:
             )
         missing = [m for m in self.motors if m.motor_id not in found]
         if missing:
-            self.close()
             names = ", ".join(f"{m.motor_id} ({m.joint or m.model.name})" for m in missing)
             raise PortError(
                 f"{self.port_name}: motor(s) {names} did not answer while {sorted(found)} did. "
                 "Check the cable daisy-chain up to those motors and their IDs."
             )
         for m in self.motors:
-            number = found[m.motor_id]
-            if number != m.model.model_number:
-                self.close()
-                raise ModelMismatchError(self.port_name, m.motor_id, m.joint, m.model.name, model_name(number))
+            if found[m.motor_id] != m.model.model_number:
+                raise ModelMismatchError(self.port_name, m.motor_id, m.joint, m.model.name,
+                                         model_name(found[m.motor_id]))
         if self.fast_sync_read is None:
             self.fast_sync_read = self._fast_sync_read_works()
             log.debug("%s: %s", self.port_name,
-                     "Fast Sync Read" if self.fast_sync_read else "Sync Read (a motor lacks Fast Sync Read)")
-        return self
+                      "Fast Sync Read" if self.fast_sync_read else "Sync Read (a motor lacks Fast Sync Read)")
 
     def close(self) -> None:
         if self._port is not None:
@@ -148,7 +151,7 @@ class DynamixelBus:
     def _transact(self, motor_id: int, what: str, call: Callable[[], tuple]) -> tuple:
         """Run an SDK call that returns (..., result, error); retry lost packets, raise on errors."""
         detail = ""
-        for attempt in range(1, self.write_attempts + 1):
+        for attempt in range(1, self.transaction_attempts + 1):
             with self._lock:
                 *value, result, error = call()
             if result == COMM_SUCCESS:

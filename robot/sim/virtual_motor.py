@@ -18,6 +18,7 @@ from robot.dynamixel.control_table import (
     TICKS_PER_TURN,
     MotorModel,
     Register,
+    baud_code,
 )
 from robot.dynamixel.protocol import ALERT_BIT, MAX_ID, StatusError
 
@@ -49,7 +50,7 @@ class VirtualMotor:
         self.memory = bytearray(model.table_end)
         self._reset(keep_id=False, keep_baud=False)
         self._set("ID", motor_id)
-        self._set("Baud Rate", next(c for c, r in BAUD_RATE_CODES.items() if r == baud))
+        self._set("Baud Rate", baud_code(baud))
         for name, value in (settings or {}).items():  # EEPROM as the arm's maker left it
             self._set(name, value)
         self.position_offset = 0  # a slipped horn: reads off by this many ticks
