@@ -63,7 +63,6 @@ class VirtualBus:
         self._stop = threading.Event()
         self.port = ""
         self.packets_received = 0
-        self.status_sent = 0
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> VirtualBus:
@@ -176,7 +175,6 @@ class VirtualBus:
                 data = data[:-1] + bytes([data[-1] ^ 0xFF])
             try:
                 os.write(self._master, data)
-                self.status_sent += 1
             except BlockingIOError:
                 pass  # nobody is reading the port; the bytes are lost, as on a real wire
         return at
