@@ -36,6 +36,9 @@ def wire_seconds(baud: int, n_read: int, n_write: int, fast: bool) -> float:
     return (read_instruction + read_status + write_instruction) * 10.0 / baud
 
 
+WARM_UP_CYCLES = 50
+
+
 def measure(baud: int, fast: bool, cycles: int) -> dict[str, float]:
     make = functools.partial(virtual_arm_motors, VIPERX_300_6DOF, baud=baud)
     with VirtualBusProcess(make, name=f"bench-{baud}") as virtual:
@@ -45,12 +48,12 @@ def measure(baud: int, fast: bool, cycles: int) -> dict[str, float]:
         arm.set_torque(True)
         goal = np.zeros(len(arm.joint_names))
         times = np.empty(cycles)
-        for i in range(cycles + 50):
+        for i in range(cycles + WARM_UP_CYCLES):
             start = time.perf_counter()
             arm.read()
             arm.write_positions(goal)
-            if i >= 50:  # warm-up
-                times[i - 50] = time.perf_counter() - start
+            if i >= WARM_UP_CYCLES:
+                times[i - WARM_UP_CYCLES] = time.perf_counter() - start
             goal[0] = 0.2 * np.sin(i / 50.0)
         retries = arm.bus.failed_reads
         arm.set_torque(False)

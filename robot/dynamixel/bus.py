@@ -169,7 +169,8 @@ class DynamixelBus:
 
     def _hardware_status(self, motor_id: int) -> int:
         with self._lock:
-            value, result, _ = self._ph.read1ByteTxRx(self.port, motor_id, 70)
+            address = self.model_of(motor_id).register("Hardware Error Status").address
+            value, result, _ = self._ph.read1ByteTxRx(self.port, motor_id, address)
         return value if result == COMM_SUCCESS else 0
 
     def ping(self, motor_id: int) -> int:
@@ -276,7 +277,7 @@ class DynamixelBus:
             if time.perf_counter() >= deadline:
                 break
         culprit = failed_id if failed_id is not None else self._first_silent_motor()
-        raise NoResponseError(self.port_name, culprit, self.joint_of(culprit) if culprit else None,
+        raise NoResponseError(self.port_name, culprit, self.joint_of(culprit) if culprit is not None else None,
                               "sync read of position/velocity/current", attempts, detail)
 
     def _sync_read_once(self) -> tuple[int | None, str, bytes | None]:
