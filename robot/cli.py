@@ -11,7 +11,7 @@ from robot.arm import ticks_to_rad
 from robot.dynamixel.bus import DynamixelBus, Motor, scan_port
 from robot.dynamixel.control_table import BAUD_RATES, MODELS_BY_NUMBER, model_name
 from robot.dynamixel.errors import DynamixelError
-from robot.rig import RigArm, load_rig_arms
+from robot.rig import RigArm, load_rig
 from robot.sim.virtual_rig import virtual_buses
 
 
@@ -90,7 +90,7 @@ def scan_main(argv: list[str] | None = None) -> int:
         "the four arms are virtual buses that speak Protocol 2.0 on pseudo-terminals, so this runs with no "
         "hardware. With --port it searches one serial port instead, at one or all baud rates.",
     )
-    parser.add_argument("--rig", default="sim", help="rig preset: aloha or sim (default: sim)")
+    parser.add_argument("--rig", default="sim", help="rig file, or a preset: aloha or sim (default: sim)")
     parser.add_argument("--port", help="scan this serial port only, e.g. /dev/ttyUSB0 or /dev/serial/by-id/...")
     parser.add_argument("--baud", default="all",
                         help=f"with --port: a baud rate, or 'all' for {', '.join(map(str, BAUD_RATES))}")
@@ -101,11 +101,10 @@ def scan_main(argv: list[str] | None = None) -> int:
         if args.port:
             bauds = list(BAUD_RATES) if args.baud == "all" else [int(args.baud)]
             return 0 if scan_one_port(args.port, bauds) else 1
-        arms = list(load_rig_arms(args.rig))
-        with virtual_buses(arms) as (live_arms, buses):
+        with virtual_buses(load_rig(args.rig)) as (rig, buses):
             if buses:
-                print(f"rig {args.rig}: {len(buses)} virtual Dynamixel buses started")
-            return 0 if scan_rig(live_arms) else 1
+                print(f"rig {rig.name}: {len(buses)} virtual Dynamixel buses started")
+            return 0 if scan_rig(list(rig.arms)) else 1
     except (DynamixelError, ValueError) as exc:
         print(f"tandem-scan: {exc}", file=sys.stderr)
         return 2

@@ -1,16 +1,36 @@
-"""The rig: which arms exist, on which ports. Presets "aloha" (hardware) and "sim" (virtual buses).
+"""The rig file: arms (ports, motors, roles), leader->follower pairs, cameras, pedal, control rate.
 
-This first version knows the arms only; cameras, the pedal and YAML rig files
-join it with calibration and teleop.
+A rig is a YAML file, or one of the presets shipped in robot/rigs/ ("aloha" for
+hardware, "sim" for the virtual rig). Presets go through the same loader as any
+user file, so `cp robot/rigs/aloha.yaml my_rig.yaml` is a good start. Every field
+is checked on load; a bad one raises RigFileError naming the file, the field and
+what is allowed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from robot.arm import VIPERX_300_6DOF, WIDOWX_250_6DOF, ArmSpec
+import yaml
+
+from robot.arm import ARM_KINDS, JOINT_NAMES, ArmSpec, JointSpec
+from robot.dynamixel.control_table import BAUD_RATES, MODELS
 
 VIRTUAL_PORT = "virtual"  # the sim rig's arms get their pseudo-terminal when the rig starts
+PRESET_DIR = Path(__file__).with_name("rigs")
+ROLES = ("leader", "follower")
+SIDES = ("left", "right")
+PEDAL_BACKENDS = ("auto", "pynput", "evdev", "terminal", "scripted", "none")
+DEFAULT_CALIBRATION_ROOT = Path("~/.local/share/tandem/calibration")
+
+
+class RigFileError(ValueError):
+    def __init__(self, path: str, where: str, problem: str) -> None:
+        super().__init__(f"{path}: {where}: {problem}" if where else f"{path}: {problem}")
+        self.path, self.where, self.problem = path, where, problem
 
 
 @dataclass(frozen=True)
@@ -20,33 +40,257 @@ class RigArm:
     spec: ArmSpec
     port: str
     baud: int = 1_000_000
+    side: str = "left"
+    gripper_current_limit: int = 300  # mA; followers run the gripper in current-based position mode
+
+    @property
+    def virtual(self) -> bool:
+        return self.port == VIRTUAL_PORT
 
 
-def _aloha_arms(ports: dict[str, str]) -> tuple[RigArm, ...]:
-    return (
-        RigArm("leader_left", "leader", WIDOWX_250_6DOF, ports["leader_left"]),
-        RigArm("leader_right", "leader", WIDOWX_250_6DOF, ports["leader_right"]),
-        RigArm("follower_left", "follower", VIPERX_300_6DOF, ports["follower_left"]),
-        RigArm("follower_right", "follower", VIPERX_300_6DOF, ports["follower_right"]),
-    )
+@dataclass(frozen=True)
+class Pairing:
+    """A leader drives a follower, joint for joint; offset (rad) and sign per joint where configured."""
+
+    leader: str
+    follower: str
+    offsets: dict[str, float] = field(default_factory=dict)
+    signs: dict[str, int] = field(default_factory=dict)
 
 
-# ALOHA's udev rules name the U2D2s like this.
-ALOHA_PORTS = {
-    "leader_left": "/dev/ttyDXL_master_left",
-    "leader_right": "/dev/ttyDXL_master_right",
-    "follower_left": "/dev/ttyDXL_puppet_left",
-    "follower_right": "/dev/ttyDXL_puppet_right",
-}
-
-PRESETS = {
-    "aloha": _aloha_arms(ALOHA_PORTS),
-    "sim": _aloha_arms(dict.fromkeys(ALOHA_PORTS, VIRTUAL_PORT)),
-}
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str
+    device: str  # "/dev/v4l/by-id/...", "/dev/video0", "0", or "sim"
+    width: int = 640
+    height: int = 480
+    fps: int = 30
+    fourcc: str = "MJPG"
 
 
-def load_rig_arms(name: str) -> tuple[RigArm, ...]:
+@dataclass(frozen=True)
+class PedalConfig:
+    backend: str = "auto"  # auto: pynput with a display, else terminal keys
+    key: str = "space"
+    device: str | None = None  # evdev: /dev/input/by-id/...
+
+
+@dataclass(frozen=True)
+class Rig:
+    name: str
+    source: str  # the file it came from, for messages
+    arms: tuple[RigArm, ...]
+    pairs: tuple[Pairing, ...]
+    cameras: tuple[CameraConfig, ...] = ()
+    pedal: PedalConfig = PedalConfig()
+    control_hz: float = 50.0
+    calibration_dir: Path = DEFAULT_CALIBRATION_ROOT
+
+    def arm(self, name: str) -> RigArm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise ValueError(f"{self.source}: no arm named {name!r}; the arms are {', '.join(self.arm_names)}")
+
+    @property
+    def cli_arg(self) -> str:
+        """What to pass as --rig to get this rig again."""
+        return self.name if Path(self.source).parent == PRESET_DIR else self.source
+
+    @property
+    def arm_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.arms)
+
+    @property
+    def leaders(self) -> tuple[RigArm, ...]:
+        return tuple(a for a in self.arms if a.role == "leader")
+
+    @property
+    def followers(self) -> tuple[RigArm, ...]:
+        return tuple(a for a in self.arms if a.role == "follower")
+
+    @property
+    def virtual(self) -> bool:
+        return any(a.virtual for a in self.arms)
+
+    def with_ports(self, ports: dict[str, str]) -> Rig:
+        """The same rig with some arms' ports replaced (virtual arms get their pseudo-terminals)."""
+        arms = tuple(dataclasses.replace(a, port=ports.get(a.name, a.port)) for a in self.arms)
+        return dataclasses.replace(self, arms=arms)
+
+
+# -- loading ------------------------------------------------------------------------------------
+def load_rig(rig: str | Path) -> Rig:
+    """A preset name ("aloha", "sim") or the path of a rig YAML file."""
+    path = Path(rig)
+    if not path.suffix and not path.exists():
+        preset = PRESET_DIR / f"{rig}.yaml"
+        if not preset.exists():
+            raise ValueError(f"unknown rig {str(rig)!r}: give a rig YAML file or a preset "
+                             f"({', '.join(preset_names())})")
+        path = preset
+    if not path.exists():
+        raise ValueError(f"rig file {path} does not exist")
     try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown rig {name!r}: the presets are {', '.join(PRESETS)}") from None
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RigFileError(str(path), "", f"not valid YAML: {exc}") from None
+    return parse_rig(data, str(path))
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+class _Fields:
+    """Typed access to one YAML mapping, with errors that say where the field is."""
+
+    def __init__(self, source: str, where: str, data: Any, allowed: tuple[str, ...]) -> None:
+        if not isinstance(data, dict):
+            raise RigFileError(source, where or "top level", f"expected a mapping, got {type(data).__name__}")
+        unknown = [k for k in data if k not in allowed]
+        if unknown:
+            raise RigFileError(source, self._join(where, str(unknown[0])),
+                               f"unknown field; allowed: {', '.join(allowed)}")
+        self.source, self.where, self.data = source, where, data
+
+    @staticmethod
+    def _join(where: str, key: str) -> str:
+        return f"{where}.{key}" if where else key
+
+    def error(self, key: str, problem: str) -> RigFileError:
+        return RigFileError(self.source, self._join(self.where, key), problem)
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = dataclasses.MISSING,
+            choices: tuple | None = None) -> Any:
+        if key not in self.data:
+            if default is dataclasses.MISSING:
+                raise self.error(key, "required field is missing")
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) and kind is not bool:  # YAML yes/no are not numbers or names
+            raise self.error(key, f"expected {_kind_name(kind)}, got {value!r}")
+        if kind is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, kind):
+            raise self.error(key, f"expected {_kind_name(kind)}, got {value!r}")
+        if choices is not None and value not in choices:
+            raise self.error(key, f"{value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+
+    def section(self, key: str, allowed: tuple[str, ...], default: Any = dataclasses.MISSING) -> _Fields:
+        return _Fields(self.source, self._join(self.where, key), self.get(key, dict, default), allowed)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({"str": "a name", "int": "an integer", "float": "a number", "dict": "a mapping",
+                        "list": "a list", "bool": "true/false"}.get(k.__name__, k.__name__) for k in kinds)
+
+
+_ARM_FIELDS = ("role", "side", "port", "baud", "kind", "joints", "gripper_current_limit")
+_JOINT_FIELDS = ("id", "model", "shadow", "shadow_reversed")
+
+
+def parse_rig(data: Any, source: str) -> Rig:
+    top = _Fields(source, "", data, ("name", "arms", "pairs", "cameras", "pedal", "control_hz", "calibration_dir"))
+    name = top.get("name", str, Path(source).stem)
+    arms_section = top.section("arms", tuple(top.data.get("arms") or ()))
+    if not arms_section.data:
+        raise top.error("arms", "a rig needs at least one arm")
+    arms = tuple(_parse_arm(arms_section, arm_name) for arm_name in arms_section.data)
+    pairs = _parse_pairs(top, arms)
+    cameras_section = top.section("cameras", tuple(top.data.get("cameras") or ()), {})
+    cameras = tuple(_parse_camera(cameras_section, cam) for cam in cameras_section.data)
+    p = top.section("pedal", ("backend", "key", "device"), {})
+    pedal = PedalConfig(p.get("backend", str, "auto", PEDAL_BACKENDS), p.get("key", str, "space"),
+                        p.get("device", str, None))
+    control_hz = top.get("control_hz", float, 50.0)
+    if not 1.0 <= control_hz <= 1000.0:
+        raise top.error("control_hz", f"{control_hz} Hz is outside 1..1000")
+    calibration_dir = Path(top.get("calibration_dir", str, str(DEFAULT_CALIBRATION_ROOT / name))).expanduser()
+    if not calibration_dir.is_absolute():
+        calibration_dir = Path(source).parent / calibration_dir
+    return Rig(name, source, arms, pairs, cameras, pedal, control_hz, calibration_dir)
+
+
+def _parse_arm(arms: _Fields, name: str) -> RigArm:
+    a = arms.section(name, _ARM_FIELDS)
+    role = a.get("role", str, choices=ROLES)
+    side = a.get("side", str, "right" if "right" in name else "left", SIDES)
+    baud = a.get("baud", int, 1_000_000, tuple(BAUD_RATES))
+    kind = a.get("kind", str, None, tuple(ARM_KINDS))
+    joints = _parse_joints(a, ARM_KINDS[kind] if kind else None)
+    spec = ArmSpec(kind or f"custom_{name}", joints)
+    limit = a.get("gripper_current_limit", int, 300)
+    if not 0 < limit <= 2000:
+        raise a.error("gripper_current_limit", f"{limit} mA is outside 1..2000")
+    return RigArm(name, role, spec, a.get("port", str), baud, side, limit)
+
+
+def _parse_joints(arm: _Fields, base: ArmSpec | None) -> tuple[JointSpec, ...]:
+    """The kind's joints, with any joint the file lists replaced; without a kind all joints are required."""
+    given = arm.section("joints", JOINT_NAMES, {})
+    by_name = {j.name: j for j in base.joints} if base else {}
+    for joint_name in given.data:
+        j = given.section(joint_name, _JOINT_FIELDS)
+        by_name[joint_name] = JointSpec(
+            joint_name,
+            _motor_id(j, "id", j.get("id", int)),
+            j.get("model", str, choices=tuple(MODELS)),
+            _motor_id(j, "shadow", j.get("shadow", int, None)),
+            j.get("shadow_reversed", bool, True),
+        )
+    missing = [n for n in JOINT_NAMES if n not in by_name]
+    if missing:
+        raise arm.error("joints", f"missing joint(s) {', '.join(missing)}: give them, or a kind "
+                                  f"({', '.join(ARM_KINDS)}) to take them from")
+    joints = tuple(by_name[n] for n in JOINT_NAMES)
+    ids = [i for j in joints for i in (j.motor_id, j.shadow_id) if i is not None]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise arm.error("joints", f"motor ID(s) {repeated} are used twice on one bus")
+    return joints
+
+
+def _motor_id(fields: _Fields, key: str, value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= 252:
+        raise fields.error(key, f"motor ID {value} is outside 0..252")
+    return value
+
+
+def _parse_pairs(top: _Fields, arms: tuple[RigArm, ...]) -> tuple[Pairing, ...]:
+    roles = {a.name: a.role for a in arms}
+    items = top.get("pairs", list, [])
+    pairs, used = [], set()
+    for i, item in enumerate(items):
+        p = _Fields(top.source, f"pairs[{i}]", item, ("leader", "follower", "offsets", "signs"))
+        for key, role in (("leader", "leader"), ("follower", "follower")):
+            arm = p.get(key, str)
+            if roles.get(arm) != role:
+                choices = [n for n, r in roles.items() if r == role]
+                raise p.error(key, f"{arm!r} is not a {role} arm of this rig; the {role}s are {', '.join(choices)}")
+        if p.data["follower"] in used:
+            raise p.error("follower", f"{p.data['follower']} is already driven by another leader")
+        used.add(p.data["follower"])
+        offsets = p.section("offsets", JOINT_NAMES, {})
+        signs = p.section("signs", JOINT_NAMES, {})
+        pairs.append(Pairing(
+            p.data["leader"], p.data["follower"],
+            {j: offsets.get(j, float) for j in offsets.data},
+            {j: signs.get(j, int, choices=(1, -1)) for j in signs.data},
+        ))
+    return tuple(pairs)
+
+
+def _parse_camera(cameras: _Fields, name: str) -> CameraConfig:
+    c = cameras.section(name, ("device", "width", "height", "fps", "fourcc"))
+    device = c.get("device", (str, int))
+    fourcc = c.get("fourcc", str, "MJPG")
+    if len(fourcc) != 4:
+        raise c.error("fourcc", f"{fourcc!r} is not a four-character code such as MJPG or YUYV")
+    values = {k: c.get(k, int, d) for k, d in (("width", 640), ("height", 480), ("fps", 30))}
+    for k, v in values.items():
+        if v <= 0:
+            raise c.error(k, f"{v} must be positive")
+    return CameraConfig(name, str(device), values["width"], values["height"], values["fps"], fourcc)

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from robot.arm import ArmSpec
+from robot.arm import ArmSpec, rad_to_ticks
 from robot.dynamixel.control_table import CENTER_TICK, get_model
 from robot.sim.virtual_bus import VirtualBus
 from robot.sim.virtual_motor import VirtualMotor
+
+
+# Gripper (closed, open) in rad as the virtual arms read them: ALOHA's leader and follower gripper ranges.
+GRIPPER_RANGE = {"widowx_250_6dof": (-1.65, -0.8), "viperx_300_6dof": (-0.6213, 1.4910)}
+
+
+def gripper_range(spec: ArmSpec) -> tuple[float, float]:
+    return GRIPPER_RANGE.get(spec.kind, (-0.5, 0.5))
+
+
+def start_positions(spec: ArmSpec) -> dict[str, int]:
+    """Every joint at 0 rad, the gripper open."""
+    return {"gripper": int(rad_to_ticks(gripper_range(spec)[1]))}
 
 
 def virtual_arm_motors(
     spec: ArmSpec, *, baud: int = 1_000_000, positions: Mapping[str, int] | None = None
 ) -> list[VirtualMotor]:
     """One VirtualMotor per motor of `spec`; shadows already follow their primary (Secondary ID)."""
-    positions = positions or {}
+    positions = start_positions(spec) if positions is None else positions
     motors = []
     for j in spec.joints:
         model = get_model(j.model)

@@ -102,6 +102,10 @@ class VirtualBus:
         with self._lock:
             self.motors[motor_id].set_position(ticks)
 
+    def set_shaft(self, motor_id: int, raw_ticks: float) -> None:
+        with self._lock:
+            self.motors[motor_id].set_shaft(raw_ticks)
+
     def set_hardware_error(self, motor_id: int, bits: int) -> None:
         with self._lock:
             self.motors[motor_id].set_hardware_error(bits)

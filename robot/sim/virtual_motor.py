@@ -235,6 +235,12 @@ class VirtualMotor:
         self.raw_position = self._raw(shown_ticks)
         self._update_present()
 
+    def set_shaft(self, raw_ticks: float) -> None:
+        """Move the shaft itself (frame before Drive Mode and Homing Offset): a hand on the arm."""
+        self._update_present()
+        self.raw_position = float(raw_ticks)
+        self._update_present()
+
     def set_hardware_error(self, bits: int) -> None:
         """Raise Hardware Error Status bits; torque drops as the Shutdown register asks."""
         self._set("Hardware Error Status", self.get("Hardware Error Status") | bits)
