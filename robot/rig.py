@@ -42,10 +42,7 @@ class RigArm:
     baud: int = 1_000_000
     side: str = "left"
     gripper_current_limit: int = 300  # mA; followers run the gripper in current-based position mode
-
-    @property
-    def virtual(self) -> bool:
-        return self.port == VIRTUAL_PORT
+    virtual: bool = False  # a virtual bus of the sim rig (its port becomes a pseudo-terminal at start)
 
 
 @dataclass(frozen=True)
@@ -225,7 +222,8 @@ def _parse_arm(arms: _Fields, name: str) -> RigArm:
     limit = a.get("gripper_current_limit", int, 300)
     if not 0 < limit <= 2000:
         raise a.error("gripper_current_limit", f"{limit} mA is outside 1..2000")
-    return RigArm(name, role, spec, a.get("port", str), baud, side, limit)
+    port = a.get("port", str)
+    return RigArm(name, role, spec, port, baud, side, limit, virtual=port == VIRTUAL_PORT)
 
 
 def _parse_joints(arm: _Fields, base: ArmSpec | None) -> tuple[JointSpec, ...]:

@@ -138,6 +138,10 @@ class DynamixelBus:
         self.close()
 
     @property
+    def is_open(self) -> bool:
+        return self._port is not None
+
+    @property
     def port(self) -> TandemPortHandler:
         if self._port is None:
             raise PortError(f"{self.port_name}: the bus is not open")

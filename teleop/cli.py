@@ -1,0 +1,131 @@
+"""tandem-teleop: the leaders drive the followers at the rig's control rate until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from contextlib import ExitStack
+
+from calibration.file import CalibrationError
+from robot.clock import RealClock
+from robot.dynamixel.errors import DynamixelError
+from robot.rig import load_rig
+from robot.sim.rig_process import LEADER_MOTIONS, VirtualRigProcess
+from teleop.keys import open_keys
+from teleop.loop import ControlLoop, Step, TeleopController, TooFarError
+from teleop.session import connect
+
+STOP_KEYS = ("q", "esc")
+
+
+class StatusLine:
+    """One refreshed line on stderr: step, achieved rate, period error, clamps."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        self.every_s = every_s
+        self.clamped = 0
+        self._last = 0.0
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, step: Step) -> None:
+        self.clamped += step.clamped
+        now = time.monotonic()
+        if not self.enabled or now - self._last < self.every_s:
+            return
+        self._last = now
+        period_ms = step.stats.last_period() * 1e3
+        sys.stderr.write(f"\rstep {step.index:>7}  period {period_ms:6.2f} ms  overruns {step.stats.overruns:>4}  "
+                         f"clamped steps {self.clamped:>5}   ")
+        sys.stderr.flush()
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tandem-teleop",
+        description="Leader arms drive follower arms, joint for joint, at the rig's control rate (50 Hz by "
+        "default). At start each follower moves slowly to its leader's pose (or the run is refused if a joint "
+        "is too far away); then every step reads all arms in parallel, maps leader to follower through the "
+        "calibration, clamps to the joint limits and the per-step change, and writes the followers. Stop with "
+        "q, Esc or Ctrl-C: followers hold where they are, then torque goes off (see --on-exit); leaders stay "
+        "limp. With --rig sim (the default) the arms are virtual Dynamixel buses: no hardware needed.",
+    )
+    parser.add_argument("--rig", default="sim", help="rig YAML file, or a preset: aloha, sim (default: sim)")
+    parser.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: run until stopped)")
+    parser.add_argument("--max-step", type=float, default=0.1, metavar="RAD",
+                        help="largest change of a follower joint per step, rad (default 0.1 = 5 rad/s at 50 Hz)")
+    parser.add_argument("--approach-speed", type=float, default=0.5, metavar="RAD_S",
+                        help="joint speed of the slow move to the leaders' pose at start, rad/s (default 0.5)")
+    parser.add_argument("--refuse-above", type=float, default=1.5, metavar="RAD",
+                        help="refuse to start if a follower joint is further than this from its target (default 1.5)")
+    parser.add_argument("--on-exit", choices=("off", "hold"), default="off",
+                        help="followers at exit: hold half a second then torque off (off, default), or keep holding")
+    parser.add_argument("--keys", choices=("auto", "pynput", "terminal", "none"), default="auto",
+                        help="operator key backend (auto: pynput with a display, else this terminal)")
+    parser.add_argument("--leader-motion", choices=LEADER_MOTIONS, default="sine",
+                        help="sim rig only: how the virtual leaders move (default sine; still = they rest)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log bus retries")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        rig = load_rig(args.rig)
+    except ValueError as exc:
+        print(f"tandem-teleop: {exc}", file=sys.stderr)
+        return 2
+    loop = None
+    try:
+        with ExitStack() as stack:
+            if rig.virtual:
+                rig = stack.enter_context(VirtualRigProcess(rig, leader_motion=args.leader_motion))
+                print(f"rig {rig.name}: virtual Dynamixel buses started (leaders: {args.leader_motion})")
+            connected = stack.enter_context(connect(rig, torque_off_at_exit=args.on_exit == "off"))
+            keys = open_keys(args.keys)
+            stack.callback(keys.close)
+            print(f"keys: {keys.backend}; stop with {' or '.join(STOP_KEYS)} or Ctrl-C")
+            status = StatusLine()
+            loop = ControlLoop(connected.arms, TeleopController(connected.joint_maps()), connected.limits(),
+                               RealClock(), rate_hz=rig.control_hz, max_step_rad=args.max_step, observers=[status])
+            stack.callback(loop.close)
+            steps = loop.approach(args.approach_speed, args.refuse_above)
+            if steps:
+                print(f"followers moved to the leaders' pose in {steps * loop.period:.1f} s")
+            print(f"teleop at {rig.control_hz:g} Hz")
+            end = time.monotonic() + args.seconds if args.seconds > 0 else float("inf")
+
+            def stop_requested(step: Step) -> bool:
+                return time.monotonic() >= end or any(k in STOP_KEYS for k in keys.events())
+
+            try:
+                loop.run(stop_requested)
+            except KeyboardInterrupt:
+                pass
+            if status.enabled:
+                sys.stderr.write("\n")
+            print(f"stopped: {loop.summary().line()}")
+    except KeyboardInterrupt:
+        print("interrupted before teleop began; arms released", file=sys.stderr)
+        return 130
+    except TooFarError as exc:
+        print(f"tandem-teleop: {exc}", file=sys.stderr)
+        return 1
+    except (DynamixelError, CalibrationError) as exc:
+        if loop is not None and loop.stats.steps:
+            print(f"stopped after {loop.stats.steps} steps: followers held, then released", file=sys.stderr)
+        print(f"tandem-teleop: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The one control loop: read every arm, decide targets, clamp, write, hand a Step to observers.
+
+Teleop, recording and deploy all run this loop; what differs is the controller
+that turns the arms' states into targets (leaders through JointMaps here, a
+policy in deploy) and the observers (recorder, display, statistics). Each arm's
+bus I/O runs on its own thread, so a step costs about one bus transaction, not
+one per arm. The loop keeps absolute deadlines from its Clock: no drift, and a
+step that runs long is counted as an overrun, never made up with a burst.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from calibration.joint_map import JointMap
+from robot.arm import Arm, ArmState
+from robot.clock import Clock, PeriodStats, PeriodSummary
+
+
+@dataclass
+class Step:
+    index: int
+    t: float  # clock time the step started
+    states: dict[str, ArmState]  # every arm, as read this step
+    desired: dict[str, np.ndarray]  # what the controller asked for, rad
+    commands: dict[str, np.ndarray]  # what was written after limits and the per-step clamp, rad
+    clamped: bool  # the per-step clamp changed a command
+    stats: PeriodStats = field(repr=False)
+
+
+class Controller(Protocol):
+    def targets(self, states: Mapping[str, ArmState]) -> dict[str, np.ndarray]: ...
+
+
+Observer = Callable[[Step], None]
+
+
+class TeleopController:
+    """Each follower copies its leader through the pair's JointMap."""
+
+    def __init__(self, pairs: Sequence[tuple[str, str, JointMap]]) -> None:
+        self.pairs = list(pairs)
+
+    def targets(self, states: Mapping[str, ArmState]) -> dict[str, np.ndarray]:
+        return {follower: joint_map(states[leader].position) for leader, follower, joint_map in self.pairs}
+
+
+class TooFarError(RuntimeError):
+    """A commanded arm is further from its target than the loop will move it on its own."""
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        arms: Mapping[str, Arm],
+        controller: Controller,
+        limits: Mapping[str, JointLimits],
+        clock: Clock,
+        *,
+        rate_hz: float = 50.0,
+        max_step_rad: float = 0.1,
+        observers: Sequence[Observer] = (),
+    ) -> None:
+        self.arms = dict(arms)
+        self.controller = controller
+        self.limits = dict(limits)
+        self.clock = clock
+        self.period = 1.0 / rate_hz
+        self.max_step_rad = max_step_rad
+        self.observers = list(observers)
+        self.stats = PeriodStats(self.period)
+        self.commands: dict[str, np.ndarray] = {}  # last written, per commanded arm
+        self.index = 0
+        self._pool = ThreadPoolExecutor(max_workers=len(self.arms), thread_name_prefix="bus")
+        self._next_deadline: float | None = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # -- parallel bus I/O ---------------------------------------------------------------------
+    def read_all(self) -> dict[str, ArmState]:
+        names = list(self.arms)
+        return dict(zip(names, self._pool.map(lambda n: self.arms[n].read(), names), strict=True))
+
+    def write_all(self, commands: Mapping[str, np.ndarray]) -> None:
+        list(self._pool.map(lambda item: self.arms[item[0]].write_positions(item[1]), commands.items()))
+
+    # -- one step -------------------------------------------------------------------------------
+    def step(self, max_step_rad: float | None = None) -> Step:
+        start = self.clock.now()
+        self.stats.record(start)
+        states = self.read_all()
+        desired = self.controller.targets(states)
+        commands, clamped = {}, False
+        limit = self.max_step_rad if max_step_rad is None else max_step_rad
+        for name, target in desired.items():
+            target = np.clip(target, self.limits[name].lower, self.limits[name].upper)
+            previous = self.commands.get(name, states[name].position)
+            command = previous + np.clip(target - previous, -limit, limit)
+            clamped |= bool(np.any(command != target))
+            commands[name] = command
+        self.write_all(commands)
+        self.commands.update(commands)
+        step = Step(self.index, start, states, desired, commands, clamped, self.stats)
+        self.index += 1
+        for observe in self.observers:
+            observe(step)
+        return step
+
+    def wait_for_next(self) -> None:
+        """Sleep to the next deadline; if this step ran past it, count an overrun and re-anchor."""
+        now = self.clock.now()
+        if self._next_deadline is None:
+            self._next_deadline = now
+        self._next_deadline += self.period
+        if now > self._next_deadline:
+            self.stats.overrun()
+            self._next_deadline = now  # start the next step now, then keep the period from here
+            return
+        self.clock.sleep_until(self._next_deadline)
+
+    def run(self, until: Callable[[Step], bool], *, max_steps: int | None = None,
+            max_step_rad: float | None = None) -> Step:
+        """Step at the loop's rate until `until(step)` is true (or after max_steps); returns the last step."""
+        first = self.index
+        while True:
+            step = self.step(max_step_rad)
+            if until(step) or (max_steps is not None and step.index + 1 - first >= max_steps):
+                return step
+            self.wait_for_next()
+
+    # -- start-up safety ------------------------------------------------------------------------
+    def approach(self, speed_rad_s: float, refuse_above_rad: float, *, timeout_s: float = 30.0) -> int:
+        """Move every commanded arm to its controller's target at a bounded joint speed; returns steps taken.
+
+        Refuses (TooFarError, nothing moved) when a joint is more than `refuse_above_rad` away:
+        a long unattended move is how arms hit the table or each other.
+        """
+        states = self.read_all()
+        desired = self.controller.targets(states)
+        far = []
+        for name, target in desired.items():
+            gap = np.clip(target, self.limits[name].lower, self.limits[name].upper) - states[name].position
+            for joint, g, now in zip(self.arms[name].joint_names, gap, states[name].position, strict=True):
+                if abs(g) > refuse_above_rad:
+                    far.append(f"  {name}.{joint}: at {now:+.2f} rad, target {now + g:+.2f} ({g:+.2f})")
+        if far:
+            raise TooFarError(f"followers are more than {refuse_above_rad:.2f} rad from their targets; move them "
+                              "closer by hand (torque is off) or move the leaders to match:\n" + "\n".join(far))
+        step_rad = speed_rad_s * self.period
+        if all(np.all(np.abs(t - states[n].position) <= self.max_step_rad) for n, t in desired.items()):
+            return 0
+
+        def arrived(step: Step) -> bool:  # from here the per-step clamp alone bounds the motion
+            return all(np.all(np.abs(step.desired[n] - step.commands[n]) <= self.max_step_rad)
+                       for n in step.commands)
+
+        first = self.index
+        last = self.run(arrived, max_steps=int(timeout_s / self.period), max_step_rad=step_rad)
+        if not arrived(last):
+            raise TooFarError(f"followers did not reach their targets within {timeout_s:.0f} s "
+                              "(is the leader moving away, or a joint past its limits?)")
+        return self.index - first
+
+    def summary(self) -> PeriodSummary:
+        return self.stats.summary()

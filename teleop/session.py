@@ -1,0 +1,138 @@
+"""A rig's arms connected, calibrated and made ready for the control loop; and released safely.
+
+Connecting checks each arm's motors against its calibration file, writes the
+file's homing offsets and directions where the motors differ, sets Return Delay
+Time 0 and each shadow's Secondary ID, and readies the followers: position mode,
+the gripper in current-based position mode under its current limit, goals set to
+where each motor is before torque goes on (a stale goal would make it jump).
+EEPROM is written only where a value differs. Leaders stay limp.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from calibration.file import ArmCalibration
+from calibration.joint_map import JointMap
+from calibration.poses import GRIPPER
+from calibration.store import load_calibration
+from robot.arm import Arm
+from robot.dynamixel.bus import DynamixelBus
+from robot.dynamixel.control_table import OPERATING_MODES
+from robot.dynamixel.errors import DynamixelError
+from robot.rig import Rig, RigArm
+from teleop.loop import JointLimits
+
+log = logging.getLogger(__name__)
+POSITION = OPERATING_MODES["position"]
+CURRENT_BASED_POSITION = OPERATING_MODES["current_based_position"]
+
+
+def ensure(bus: DynamixelBus, motor_id: int, register: str, value: int) -> bool:
+    """Write `value` only where the motor holds something else (EEPROM wears); torque off first."""
+    if bus.read(motor_id, register) == value:
+        return False
+    if bus.model_of(motor_id).register(register).eeprom:
+        bus.write(motor_id, "Torque Enable", 0)
+    bus.write(motor_id, register, value)
+    return True
+
+
+@dataclass
+class ConnectedRig:
+    rig: Rig
+    arms: dict[str, Arm]
+    calibrations: dict[str, ArmCalibration]
+
+    def limits(self) -> dict[str, JointLimits]:
+        return {name: JointLimits(*self.calibrations[name].limit_arrays(arm.joint_names))
+                for name, arm in self.arms.items()}
+
+    def joint_maps(self) -> list[tuple[str, str, JointMap]]:
+        return [(p.leader, p.follower, JointMap(self.arms[p.follower].joint_names, self.calibrations[p.leader],
+                                                self.calibrations[p.follower], p))
+                for p in self.rig.pairs]
+
+    def follower_arms(self) -> dict[str, Arm]:
+        return {a.name: self.arms[a.name] for a in self.rig.followers}
+
+    def release(self, *, torque_off: bool = True, hold_s: float = 0.5) -> list[str]:
+        """Followers hold where they are, then (if asked) torque off; leaders limp. Returns what failed.
+
+        Each arm is handled on its own, so a dead bus does not keep the others from stopping.
+        """
+        problems = []
+        live = [a for a in self.rig.arms if self.arms[a.name].bus.is_open]
+        for arm_cfg in (a for a in live if a.role == "follower"):
+            arm = self.arms[arm_cfg.name]
+            try:
+                arm.write_positions(arm.read().position)
+            except DynamixelError as exc:
+                problems.append(f"{arm.name}: could not hold position: {exc}")
+        if torque_off and hold_s > 0:
+            time.sleep(hold_s)
+        for arm_cfg in live:
+            if arm_cfg.role == "follower" and not torque_off:
+                continue
+            try:
+                self.arms[arm_cfg.name].set_torque(False)
+            except DynamixelError as exc:
+                problems.append(f"{arm_cfg.name}: could not turn torque off: {exc}")
+        return problems
+
+
+def _prepare(arm_cfg: RigArm, arm: Arm, calibration: ArmCalibration) -> None:
+    bus = arm.bus
+    for motor_id in bus.ids:
+        ensure(bus, motor_id, "Return Delay Time", 0)
+    for j in arm.spec.joints:
+        if j.shadow_id is not None:
+            ensure(bus, j.shadow_id, "Secondary ID", j.motor_id)
+    calibration.apply(bus)
+    if arm_cfg.role == "leader":
+        bus.set_torque(False)
+        return
+    for j in arm.spec.joints:
+        if j.name == GRIPPER and bus.model_of(j.motor_id).has("Current Limit"):
+            ensure(bus, j.motor_id, "Operating Mode", CURRENT_BASED_POSITION)
+            ensure(bus, j.motor_id, "Current Limit", arm_cfg.gripper_current_limit)
+            bus.write(j.motor_id, "Goal Current", arm_cfg.gripper_current_limit)
+        else:
+            ensure(bus, j.motor_id, "Operating Mode", POSITION)
+    arm.write_positions(arm.read().position)  # hold where it is when torque comes on
+    arm.set_torque(True)
+
+
+@contextmanager
+def connect(rig: Rig, *, torque_off_at_exit: bool = True, say: Callable[[str], None] = print,
+            **bus_options: object) -> Iterator[ConnectedRig]:
+    """Open, check and prepare every arm (in parallel); release them on the way out, whatever happened."""
+    arms: dict[str, Arm] = {}
+    calibrations: dict[str, ArmCalibration] = {}
+    for arm_cfg in rig.arms:
+        calibration, source = load_calibration(rig, arm_cfg)
+        say(f"{arm_cfg.name}: {arm_cfg.spec.kind} on {arm_cfg.port}, calibration from {source}")
+        calibrations[arm_cfg.name] = calibration
+        arms[arm_cfg.name] = Arm.on_port(arm_cfg.name, arm_cfg.spec, arm_cfg.port, arm_cfg.baud, **bus_options)
+
+    def open_and_prepare(arm_cfg: RigArm) -> None:
+        arm = arms[arm_cfg.name].open()
+        calibrations[arm_cfg.name].check_live(arm.bus, arm_cfg.name)
+        _prepare(arm_cfg, arm, calibrations[arm_cfg.name])
+
+    connected = ConnectedRig(rig, arms, calibrations)
+    try:
+        with ThreadPoolExecutor(max_workers=len(rig.arms)) as pool:
+            for future in [pool.submit(open_and_prepare, a) for a in rig.arms]:
+                future.result()
+        yield connected
+    finally:
+        for problem in connected.release(torque_off=torque_off_at_exit):
+            say(f"WARNING: {problem}")
+        for arm in arms.values():
+            arm.close()
