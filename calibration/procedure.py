@@ -144,9 +144,9 @@ def check_arm(arm: Arm, calibration: ArmCalibration, pose: dict[str, float] | No
                                 f"{m.homing_offset}")
         lo, hi = calibration.limits[j.name]
         if not lo <= angle <= hi:
-            turned = [k for k in (-1, 1) if lo <= angle + k * 2 * math.pi <= hi]
-            verdicts.append(f"OFFSET BY A TURN: {angle:+.2f} rad is outside the limits, {angle + turned[0] * 2 * math.pi:+.2f}"
-                            " would be inside" if turned else f"OUTSIDE LIMITS [{lo:+.2f}, {hi:+.2f}]")
+            turned = [angle + k * 2 * math.pi for k in (-1, 1) if lo <= angle + k * 2 * math.pi <= hi]
+            verdicts.append(f"OFFSET BY A TURN: {angle:+.2f} rad is outside the limits, {turned[0]:+.2f} is inside"
+                            if turned else f"OUTSIDE LIMITS [{lo:+.2f}, {hi:+.2f}]")
         if pose is not None and j.name in pose:
             verdicts += _pose_verdict(angle, pose[j.name], tolerance_rad)
         out.append(JointCheck(j.name, angle, "; ".join(verdicts) or "ok"))

@@ -9,7 +9,6 @@ from robot.dynamixel.control_table import CENTER_TICK, get_model
 from robot.sim.virtual_bus import VirtualBus
 from robot.sim.virtual_motor import VirtualMotor
 
-
 # Gripper (closed, open) in rad as the virtual arms read them: ALOHA's leader and follower gripper ranges.
 GRIPPER_RANGE = {"widowx_250_6dof": (-1.65, -0.8), "viperx_300_6dof": (-0.6213, 1.4910)}
 
