@@ -119,6 +119,12 @@ class Arm:
     def close(self) -> None:
         self.bus.close()
 
+    def __enter__(self) -> Arm:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def configure_shadows(self) -> None:
         """Set each shadow to follow its primary (Secondary ID) in its mounted direction. Torque off."""
         for j in self.spec.joints:

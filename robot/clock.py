@@ -82,6 +82,10 @@ class PeriodStats:
         self.overruns += 1
 
     @property
+    def starts(self) -> list[float]:
+        return list(self._starts)
+
+    @property
     def steps(self) -> int:
         return len(self._starts)
 

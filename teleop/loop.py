@@ -82,7 +82,7 @@ class ControlLoop:
         self.stats = PeriodStats(self.period)
         self.commands: dict[str, np.ndarray] = {}  # last written, per commanded arm
         self.index = 0
-        self._pool = ThreadPoolExecutor(max_workers=len(self.arms), thread_name_prefix="bus")
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.arms)), thread_name_prefix="bus")
         self._next_deadline: float | None = None
 
     def close(self) -> None:
@@ -99,6 +99,8 @@ class ControlLoop:
     # -- one step -------------------------------------------------------------------------------
     def step(self, max_step_rad: float | None = None) -> Step:
         start = self.clock.now()
+        if self._next_deadline is None:
+            self._next_deadline = start  # the schedule is t0 + k * period from the first step's start
         self.stats.record(start)
         states = self.read_all()
         desired = self.controller.targets(states)
@@ -121,8 +123,6 @@ class ControlLoop:
     def wait_for_next(self) -> None:
         """Sleep to the next deadline; if this step ran past it, count an overrun and re-anchor."""
         now = self.clock.now()
-        if self._next_deadline is None:
-            self._next_deadline = now
         self._next_deadline += self.period
         if now > self._next_deadline:
             self.stats.overrun()

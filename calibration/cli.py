@@ -1,0 +1,130 @@
+"""tandem-calibrate: walk a person through calibrating one arm, or check an arm against its file."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from calibration.file import ArmCalibration, CalibrationError, calibration_path
+from calibration.poses import reference_angles, second_angles
+from calibration.procedure import calibrate_arm, check_arm
+from calibration.store import load_calibration
+from robot.arm import Arm
+from robot.dynamixel.errors import DynamixelError
+from robot.rig import RigArm, load_rig
+from robot.sim.hand import pose_arm
+from robot.sim.virtual_arm import gripper_range
+from robot.sim.virtual_bus import VirtualBus
+from robot.sim.virtual_rig import virtual_buses
+
+
+class Aborted(Exception):
+    pass
+
+
+def person_prompt(text: str) -> None:
+    print(f"\n{text}")
+    answer = input("Press Enter when the arm is there (q to quit): ")
+    if answer.strip().lower() in ("q", "quit"):
+        raise Aborted
+
+
+def sim_prompt(vbus: VirtualBus, arm: RigArm) -> Callable[[str], None]:
+    """In the sim rig nobody can move the arm: a simulated hand puts it in each pose asked for."""
+    closed, open_ = gripper_range(arm.spec)
+    poses = iter([{**reference_angles(), "gripper": closed}, {**second_angles(), "gripper": open_}])
+
+    def prompt(text: str) -> None:
+        print(f"\n{text}\n(sim: a simulated hand puts the virtual arm in this pose)")
+        pose_arm(vbus, arm.spec, next(poses))
+
+    return prompt
+
+
+def sim_prompt_second(vbus: VirtualBus, arm: RigArm) -> Callable[[str], None]:
+    def prompt(text: str) -> None:
+        print(f"\n{text}\n(sim: a simulated hand puts the virtual arm in this pose)")
+        pose_arm(vbus, arm.spec, {**second_angles(), "gripper": gripper_range(arm.spec)[1]})
+
+    return prompt
+
+
+
+def _calibrate(arm: Arm, arm_cfg: RigArm, path: Path, prompt: Callable[[str], None]) -> int:
+    print(f"Calibrating {arm_cfg.name} ({arm_cfg.spec.kind}) on {arm_cfg.port}. Torque goes off: hold the arm.")
+    calibration = calibrate_arm(arm, prompt)
+    if path.exists():
+        shutil.copy2(path, path.with_suffix(".json.bak"))
+        print(f"\nthe previous calibration is kept as {path.with_suffix('.json.bak')}")
+    calibration.save(path)
+    print(f"\nsaved {path}")
+    print(f"  {'motor':>5}  {'joint':<20} {'homing offset':>13}  direction")
+    for m in calibration.motors:
+        print(f"  {m.motor_id:>5}  {m.joint:<20} {m.homing_offset:>13}  {'reverse' if m.reverse else 'forward'}")
+    print(f"  gripper: closed {calibration.gripper_closed:+.3f} rad, open {calibration.gripper_open:+.3f} rad")
+    return 0
+
+
+def _check(arm: Arm, calibration: ArmCalibration, source: str, prompt: Callable[[str], None] | None) -> int:
+    calibration.check_live(arm.bus, source)
+    pose = None
+    if prompt is not None:
+        prompt("Hold the arm in the SECOND POSE to check directions (see tandem-calibrate --help).")
+        pose = second_angles()
+    checks = check_arm(arm, calibration, pose)
+    print(f"\n{arm.name} against {source} (nothing moved):")
+    for c in checks:
+        print(f"  {c.joint:<14} {c.angle:+7.3f} rad  {c.verdict}")
+    bad = [c for c in checks if c.verdict != "ok"]
+    print("all joints ok" if not bad else f"{len(bad)} joint(s) need attention: re-run tandem-calibrate "
+          f"--arm {arm.name}, or connect once (any tandem command) to write the file's values to the motors")
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tandem-calibrate",
+        description="Calibrate one arm: with torque off, put it in the reference pose (upper arm straight up, "
+        "forearm level and forward, wrist straight, gripper closed), then in the second pose (waist a quarter "
+        "turn left, shoulder 45 degrees forward, forearm raised 45 degrees, forearm and hand rolled a quarter "
+        "turn, wrist bent 90 degrees down, gripper open). Each motor's homing offset and direction and the "
+        "gripper's range are derived and saved as <calibration dir>/<arm>.json; the motors get the same values "
+        "every time an arm is connected. Re-running is safe: nothing is saved unless both poses check out. "
+        "With --check nothing moves: each joint's angle is compared with the file and the pose.",
+    )
+    parser.add_argument("--rig", default="sim", help="rig YAML file, or a preset: aloha, sim (default: sim)")
+    parser.add_argument("--arm", required=True, help="arm name in the rig, e.g. leader_left")
+    parser.add_argument("--check", action="store_true", help="report each joint against the saved calibration")
+    parser.add_argument("--no-pose", action="store_true",
+                        help="with --check: do not ask for the second pose, check registers and limits only")
+    parser.add_argument("--calibration-dir", type=Path, help="where calibration files live (default: the rig's)")
+    args = parser.parse_args(argv)
+    try:
+        rig = load_rig(args.rig)
+        if args.calibration_dir:
+            rig = dataclasses.replace(rig, calibration_dir=args.calibration_dir)
+        path = calibration_path(rig.calibration_dir, rig.arm(args.arm).name)
+        with virtual_buses(rig) as (live, buses):
+            arm_cfg = live.arm(args.arm)
+            vbus = buses.get(arm_cfg.name)
+            with Arm.on_port(arm_cfg.name, arm_cfg.spec, arm_cfg.port, arm_cfg.baud) as arm:
+                if args.check:
+                    calibration, source = load_calibration(live, arm_cfg)
+                    prompt = None if args.no_pose else (sim_prompt_second(vbus, arm_cfg) if vbus else person_prompt)
+                    return _check(arm, calibration, source, prompt)
+                return _calibrate(arm, arm_cfg, path, sim_prompt(vbus, arm_cfg) if vbus else person_prompt)
+    except Aborted:
+        print("stopped; nothing was saved. The motors' homing offsets were reset: any tandem command writes "
+              "the saved calibration back when it connects.", file=sys.stderr)
+        return 1
+    except (CalibrationError, DynamixelError, ValueError) as exc:
+        print(f"tandem-calibrate: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
