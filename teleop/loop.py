@@ -71,6 +71,7 @@ class ControlLoop:
         rate_hz: float = 50.0,
         max_step_rad: float = 0.1,
         observers: Sequence[Observer] = (),
+        parallel_io: bool = True,  # False: one bus after another (the baseline bench/teleop.py compares)
     ) -> None:
         self.arms = dict(arms)
         self.controller = controller
@@ -82,7 +83,8 @@ class ControlLoop:
         self.stats = PeriodStats(self.period)
         self.commands: dict[str, np.ndarray] = {}  # last written, per commanded arm
         self.index = 0
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.arms)), thread_name_prefix="bus")
+        workers = max(1, len(self.arms)) if parallel_io else 1
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bus")
         self._next_deadline: float | None = None
 
     def close(self) -> None:
@@ -172,6 +174,11 @@ class ControlLoop:
             raise TooFarError(f"followers did not reach their targets within {timeout_s:.0f} s "
                               "(is the leader moving away, or a joint past its limits?)")
         return self.index - first
+
+    def reset_stats(self) -> None:
+        """Start the period statistics (and the deadline schedule) afresh, e.g. after the approach."""
+        self.stats = PeriodStats(self.period)
+        self._next_deadline = None
 
     def summary(self) -> PeriodSummary:
         return self.stats.summary()
