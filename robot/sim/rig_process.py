@@ -8,13 +8,13 @@ moves the leader arms' shafts, standing in for the person at the leaders.
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import threading
 import time
 from contextlib import ExitStack
 from typing import Any
 
 from robot.rig import Rig, RigArm
+from robot.sim.child_process import ChildProcess, serve
 from robot.sim.hand import pose_arm
 from robot.sim.virtual_arm import gripper_range, virtual_arm_bus
 from robot.sim.virtual_bus import VirtualBus
@@ -56,18 +56,7 @@ def _serve(arms: list[RigArm], motion: str, conn: Any) -> None:
             mover.start()
         conn.send({name: bus.port for name, bus in buses.items()})
         try:
-            while True:
-                try:
-                    request = conn.recv()
-                except (EOFError, OSError):
-                    return  # the parent is gone: leave with it
-                if request is None:
-                    return
-                name, method, args = request
-                try:
-                    conn.send((True, getattr(buses[name], method)(*args)))
-                except Exception as exc:  # report it to the caller, keep serving
-                    conn.send((False, exc))
+            serve(conn, lambda request: getattr(buses[request[0]], request[1])(*request[2]))
         finally:
             stop.set()
             if mover is not None:
@@ -81,44 +70,18 @@ class VirtualRigProcess:
         if leader_motion not in LEADER_MOTIONS:
             raise ValueError(f"leader motion {leader_motion!r} is not one of {', '.join(LEADER_MOTIONS)}")
         self.rig = rig
-        self.leader_motion = leader_motion
-        self._conn: Any = None
-        self._process: mp.process.BaseProcess | None = None
+        virtual = [a for a in rig.arms if a.virtual]
+        self._child = ChildProcess(_serve, (virtual, leader_motion), f"virtual-rig-{rig.name}")
 
     def start(self) -> Rig:
-        virtual = [a for a in self.rig.arms if a.virtual]
-        ctx = mp.get_context("spawn")  # no forked copies of the parent's threads or open ports
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(virtual, self.leader_motion, child),
-                                    name=f"virtual-rig-{self.rig.name}", daemon=True)
-        self._process.start()
-        child.close()
-        if not self._conn.poll(60):
-            self.stop()
-            raise RuntimeError(f"virtual rig {self.rig.name}: the bus process did not start")
-        return self.rig.with_ports(self._conn.recv())
+        return self.rig.with_ports(self._child.start())
 
     def call(self, arm: str, method: str, *args: Any) -> Any:
         """Run VirtualBus.<method>(*args) on one arm's bus in the child, e.g. call("follower_left", "drop_next", 2)."""
-        self._conn.send((arm, method, args))
-        ok, value = self._conn.recv()
-        if not ok:
-            raise value
-        return value
+        return self._child.request((arm, method, args))
 
     def stop(self) -> None:
-        if self._process is None:
-            return
-        try:
-            self._conn.send(None)
-        except OSError:
-            pass
-        self._process.join(timeout=5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._conn.close()
-        self._process = None
+        self._child.stop()
 
     def __enter__(self) -> Rig:
         return self.start()
