@@ -33,25 +33,17 @@ def person_prompt(text: str) -> None:
         raise Aborted
 
 
-def sim_prompt(vbus: VirtualBus, arm: RigArm) -> Callable[[str], None]:
-    """In the sim rig nobody can move the arm: a simulated hand puts it in each pose asked for."""
+def sim_prompt(vbus: VirtualBus, arm: RigArm, poses: list[str]) -> Callable[[str], None]:
+    """In the sim rig nobody can move the arm: a simulated hand puts it in each pose asked for, in order."""
     closed, open_ = gripper_range(arm.spec)
-    poses = iter([{**reference_angles(), "gripper": closed}, {**second_angles(), "gripper": open_}])
+    angles = {"reference": {**reference_angles(), "gripper": closed}, "second": {**second_angles(), "gripper": open_}}
+    queue = iter(poses)
 
     def prompt(text: str) -> None:
         print(f"\n{text}\n(sim: a simulated hand puts the virtual arm in this pose)")
-        pose_arm(vbus, arm.spec, next(poses))
+        pose_arm(vbus, arm.spec, angles[next(queue)])
 
     return prompt
-
-
-def sim_prompt_second(vbus: VirtualBus, arm: RigArm) -> Callable[[str], None]:
-    def prompt(text: str) -> None:
-        print(f"\n{text}\n(sim: a simulated hand puts the virtual arm in this pose)")
-        pose_arm(vbus, arm.spec, {**second_angles(), "gripper": gripper_range(arm.spec)[1]})
-
-    return prompt
-
 
 
 def _calibrate(arm: Arm, arm_cfg: RigArm, path: Path, prompt: Callable[[str], None]) -> int:
@@ -112,14 +104,15 @@ def main(argv: list[str] | None = None) -> int:
             arm_cfg = live.arm(args.arm)
             vbus = buses.get(arm_cfg.name)
             with Arm.on_port(arm_cfg.name, arm_cfg.spec, arm_cfg.port, arm_cfg.baud) as arm:
+                poses = ["second"] if args.check else ["reference", "second"]
+                prompt = sim_prompt(vbus, arm_cfg, poses) if vbus else person_prompt
                 if args.check:
                     calibration, source = load_calibration(live, arm_cfg)
-                    prompt = None if args.no_pose else (sim_prompt_second(vbus, arm_cfg) if vbus else person_prompt)
-                    return _check(arm, calibration, source, prompt)
-                return _calibrate(arm, arm_cfg, path, sim_prompt(vbus, arm_cfg) if vbus else person_prompt)
+                    return _check(arm, calibration, source, None if args.no_pose else prompt)
+                return _calibrate(arm, arm_cfg, path, prompt)
     except Aborted:
-        print("stopped; nothing was saved. The motors' homing offsets were reset: any tandem command writes "
-              "the saved calibration back when it connects.", file=sys.stderr)
+        print("stopped; nothing was saved." + ("" if args.check else " The motors' homing offsets were reset: any "
+              "tandem command writes the saved calibration back when it connects."), file=sys.stderr)
         return 1
     except (CalibrationError, DynamixelError, ValueError) as exc:
         print(f"tandem-calibrate: {exc}", file=sys.stderr)
