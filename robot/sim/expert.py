@@ -30,6 +30,7 @@ class Goal:
     position: np.ndarray
     rotation: np.ndarray
     gripper: float  # 0 closed .. 1 open
+    speed: float = SPEED  # m/s toward it
 
 
 def pick_rotation(base: np.ndarray, target: np.ndarray, pitch_down: float = np.deg2rad(60)) -> np.ndarray:
@@ -84,7 +85,7 @@ class Expert:
         qpos = self.world.data.qpos.copy()
         for side, goal in goals.items():
             gap = goal.position - self.point[side]
-            step = SPEED * CONTROL_DT
+            step = goal.speed * CONTROL_DT
             self.point[side] = self.point[side] + gap * min(1.0, step / max(np.linalg.norm(gap), 1e-9))
             q = self.ik[side].solve(qpos, self.q[side], self.point[side], goal.rotation)
             self.q[side] = self.q[side] + np.clip(q - self.q[side], -JOINT_SPEED * CONTROL_DT,
@@ -97,20 +98,32 @@ class Expert:
             return self._transfer_cube(contacts)
         return self._insertion(contacts)
 
+    # -- shared: reach above a point, go down, close; the caller takes over once it is held ----------
+    def _pick(self, side: str, at: np.ndarray, touching: bool, rotation: np.ndarray, height: float = 0.032) -> Goal:
+        """`height`: of the grasp point above the table, so that the fingertips just clear it."""
+        hand = self.grasp_point(side)
+        at = np.array([at[0], at[1], height])
+        over = np.linalg.norm((hand - at)[:2]) < 0.012
+        if (over and abs(hand[2] - at[2]) < 0.012) or (touching and self.gripper_opening(side) < 0.9):
+            return Goal(at, rotation, CLOSED)
+        return Goal(at if over else at + np.array([0, 0, 0.08]), rotation, OPEN)
+
+    def _holds(self, contacts: Contacts, side: str, geoms: tuple[str, ...]) -> bool:
+        touching = any(contacts.fingers_touch(side, g) for g in geoms)
+        return touching and self.gripper_opening(side) < HOLDING_BELOW
+
     # -- transfer_cube: the right arm picks the cube, hands it to the left arm in mid-air -----------
     MEET = np.array([0.0, 0.5, 0.25])
 
     def _transfer_cube(self, contacts: Contacts) -> dict[str, Goal]:
         cube = self.world.object_poses()["box"][:3]
         right, left = self.grasp_point("right"), self.grasp_point("left")
-        right_touch, left_touch = contacts.fingers_touch("right", "red_box"), contacts.fingers_touch("left", "red_box")
+        left_touch = contacts.fingers_touch("left", "red_box")
         on_table = contacts.touching("red_box", "table")
-        right_holds = right_touch and self.gripper_opening("right") < HOLDING_BELOW
-        left_holds = left_touch and self.gripper_opening("left") < HOLDING_BELOW
+        right_holds, left_holds = self._holds(contacts, "right", ("red_box",)), self._holds(contacts, "left", ("red_box",))
         right_rot = pick_rotation(self.base["right"], cube if not right_holds else self.MEET)
         left_rot = frame(np.array([1.0, 0, 0]), UP)
-        pre_meet = self.MEET + np.array([-0.15, 0, 0])
-        left_wait = Goal(pre_meet, left_rot, OPEN)
+        left_wait = Goal(self.MEET + np.array([-0.15, 0, 0]), left_rot, OPEN)
 
         if left_holds and not on_table:
             self.phase = "release"
@@ -124,24 +137,64 @@ class Expert:
             into = cube + np.array([-0.025, 0, 0])
             lined_up = np.linalg.norm((left - into)[1:]) < 0.015
             close = np.linalg.norm(left - into) < 0.012
-            left_goal = Goal(into if lined_up else np.array([left[0], *into[1:]]), left_rot,
+            left_goal = Goal(into if lined_up else np.array([min(left[0], into[0] - 0.06), *into[1:]]), left_rot,
                              CLOSED if close or left_touch else OPEN)
-            if left_goal.gripper == OPEN and not lined_up:
-                left_goal.position = np.array([min(left[0], into[0] - 0.06), *into[1:]])
             return {"right": right_goal, "left": left_goal}
-        grip_at = cube + np.array([0, 0, 0.012])  # a little above centre: the fingertips clear the table
-        near = np.linalg.norm((right - grip_at)[:2]) < 0.012 and abs(right[2] - grip_at[2]) < 0.012
         if right_holds:
             self.phase = "lift"
             return {"right": Goal(cube + np.array([0, 0, 0.12]), right_rot, CLOSED), "left": left_wait}
-        if near or (right_touch and self.gripper_opening("right") < 0.9):
-            self.phase = "grasp"
-            return {"right": Goal(grip_at, right_rot, CLOSED), "left": left_wait}
-        self.phase = "reach"
-        above = grip_at + np.array([0, 0, 0.08])
-        over = np.linalg.norm((right - grip_at)[:2]) < 0.012
-        return {"right": Goal(grip_at if over else above, right_rot, OPEN), "left": left_wait}
+        right_goal = self._pick("right", cube, contacts.fingers_touch("right", "red_box"), right_rot)
+        self.phase = "grasp" if right_goal.gripper == CLOSED else "reach"
+        return {"right": right_goal, "left": left_wait}
 
     # -- insertion: each arm picks its part, they meet in the air, the peg goes into the socket ----
+    SOCKET_AT = np.array([-0.05, 0.5, 0.2])  # where the left arm holds the socket's centre for the insertion
+    SOCKET_WALLS = ("socket-1", "socket-2", "socket-3", "socket-4")
+
     def _insertion(self, contacts: Contacts) -> dict[str, Goal]:
-        raise NotImplementedError
+        poses = self.world.object_poses()
+        peg, socket = poses["peg"][:3], poses["socket"][:3]
+        peg_axis, socket_axis = quat_x_axis(poses["peg"][3:]), quat_x_axis(poses["socket"][3:])
+        tip = peg - 0.06 * peg_axis  # the peg's end that goes in
+        mouth = socket + 0.06 * socket_axis  # the socket's open end facing the peg
+        right, left = self.grasp_point("right"), self.grasp_point("left")
+        peg_lifted = not contacts.touching("red_peg", "table")
+        socket_lifted = not any(contacts.touching(w, "table") for w in self.SOCKET_WALLS)
+        right_holds = self._holds(contacts, "right", ("red_peg",)) and peg_lifted
+        left_holds = self._holds(contacts, "left", self.SOCKET_WALLS) and socket_lifted
+        right_rot = pick_rotation(self.base["right"], peg if not right_holds else self.SOCKET_AT, np.deg2rad(75))
+        left_rot = pick_rotation(self.base["left"], socket if not left_holds else self.SOCKET_AT)
+        goals = {}
+        if left_holds:
+            goals["left"] = Goal(left + (self.SOCKET_AT - socket), left_rot, CLOSED)
+        else:
+            touching = any(contacts.fingers_touch("left", w) for w in self.SOCKET_WALLS)
+            goals["left"] = self._pick("left", socket - 0.03 * socket_axis, touching, left_rot)
+            if self._holds(contacts, "left", self.SOCKET_WALLS):  # held, still on the table: lift
+                goals["left"] = Goal(left + np.array([0, 0, 0.1]), left_rot, CLOSED)
+        if right_holds:
+            socket_ready = left_holds and np.linalg.norm(socket - self.SOCKET_AT) < 0.02
+            line_up = mouth + 0.03 * socket_axis
+            if contacts.touching("red_peg", "pin"):
+                tip_goal, self.phase = tip, "inserted"  # hold it there
+            elif not socket_ready:
+                tip_goal, self.phase = line_up + np.array([0.05, 0, 0]), "carry"
+            elif np.linalg.norm((tip - line_up)[1:]) < 0.006 or np.linalg.norm(tip - mouth) < 0.03:
+                tip_goal, self.phase = socket + 0.037 * socket_axis, "insert"  # the pin ends at +0.04
+            else:
+                tip_goal, self.phase = line_up, "line up"
+            careful = self.phase in ("line up", "insert")
+            goals["right"] = Goal(right + (tip_goal - tip), right_rot, CLOSED, 0.12 if careful else SPEED)
+        else:
+            self.phase = "pick"
+            goals["right"] = self._pick("right", peg + 0.03 * peg_axis, contacts.fingers_touch("right", "red_peg"),
+                                        right_rot, height=0.031)
+            if self._holds(contacts, "right", ("red_peg",)):
+                goals["right"] = Goal(right + np.array([0, 0, 0.1]), right_rot, CLOSED)
+        return goals
+
+
+def quat_x_axis(quat: np.ndarray) -> np.ndarray:
+    """The body's x axis in the world, from its (w, x, y, z) quaternion."""
+    w, x, y, z = quat
+    return np.array([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)])
