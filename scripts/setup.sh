@@ -2,7 +2,6 @@
 # Install tandem (editable) into the current Python environment.
 #   scripts/setup.sh          the package
 #   scripts/setup.sh dev      with pytest and ruff
-#   scripts/setup.sh sim,dev  with MuJoCo and gym-aloha too
 # Where no torch is installed, the CPU build torch==2.13.0 goes in first: a bare
 # "torch" requirement would pull several GB of CUDA packages. An existing torch
 # (a GPU build, say) is kept.

@@ -12,8 +12,9 @@ from contextlib import ExitStack
 from calibration.file import CalibrationError
 from robot.clock import RealClock
 from robot.dynamixel.errors import DynamixelError
-from robot.rig import load_rig
+from robot.rig import Rig, load_rig
 from robot.sim.rig_process import LEADER_MOTIONS, VirtualRigProcess
+from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
 from teleop.keys import open_keys
 from teleop.loop import ControlLoop, Step, TeleopController, TooFarError
 from teleop.session import connect
@@ -70,8 +71,42 @@ def build_parser() -> argparse.ArgumentParser:
                         help="operator key backend (auto: pynput with a display, else this terminal)")
     parser.add_argument("--leader-motion", choices=LEADER_MOTIONS, default="sine",
                         help="sim rig only: how the virtual leaders move (default sine; still = they rest)")
+    sim = parser.add_argument_group("simulated tasks (--rig sim)", "with --task, the virtual arms live in a "
+                                    "MuJoCo world (gym-aloha's bimanual ViperX scene) and a scripted operator moves "
+                                    "the leaders; each episode is reset to a seed and runs in lockstep with the "
+                                    "simulation, then its max reward (0..4) and success are printed")
+    sim.add_argument("--task", choices=TASK_NAMES, help="transfer_cube or insertion")
+    sim.add_argument("--episodes", type=int, default=1, help="seeded episodes to run (default 1)")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the first episode; the next ones count up")
+    sim.add_argument("--episode-steps", type=int, default=0, metavar="N",
+                     help="control steps per episode (default: the task's, 400 = 8 s)")
+    sim.add_argument("--realtime", action="store_true", help="pace the simulation at wall-clock speed")
     parser.add_argument("-v", "--verbose", action="store_true", help="log bus retries")
     return parser
+
+
+def run_sim_task(args: argparse.Namespace, rig: Rig) -> int:
+    """tandem-teleop --task: seeded episodes with the scripted operator; prints each one's reward."""
+    from robot.sim.world_process import SimWorldProcess  # MuJoCo only where a task is asked for
+    from teleop.sim_episodes import run_episode
+
+    steps = args.episode_steps or EPISODE_STEPS[args.task]
+    world = SimWorldProcess(rig, args.task, cameras=False)
+    results = []
+    try:
+        with world as live, connect(live, torque_off_at_exit=args.on_exit == "off") as connected:
+            print(f"rig {rig.name}: task {args.task} in a MuJoCo world process, scripted operator at the leaders")
+            for i in range(args.episodes):
+                result = run_episode(world, connected, args.seed + i, steps, max_step_rad=args.max_step,
+                                     realtime=args.realtime)
+                results.append(result)
+                print(f"episode {i + 1}/{args.episodes} {result.line()}", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted; arms released", file=sys.stderr)
+    if results:
+        wins = sum(r.success for r in results)
+        print(f"{args.task}: {wins}/{len(results)} episodes succeeded")
+    return 0 if len(results) == args.episodes else 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"tandem-teleop: {exc}", file=sys.stderr)
         return 2
+    if args.task is not None:
+        if not rig.virtual:
+            print(f"tandem-teleop: --task needs the simulated rig (--rig sim); {rig.source} has hardware arms",
+                  file=sys.stderr)
+            return 2
+        try:
+            return run_sim_task(args, rig)
+        except (DynamixelError, CalibrationError) as exc:
+            print(f"tandem-teleop: {exc}", file=sys.stderr)
+            return 1
     loop = None
     try:
         with ExitStack() as stack:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from robot.arm import ArmSpec, rad_to_ticks
 from robot.dynamixel.control_table import CENTER_TICK, get_model
@@ -23,7 +24,8 @@ def start_positions(spec: ArmSpec) -> dict[str, int]:
 
 
 def virtual_arm_motors(
-    spec: ArmSpec, *, baud: int = 1_000_000, positions: Mapping[str, int] | None = None
+    spec: ArmSpec, *, baud: int = 1_000_000, positions: Mapping[str, int] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[VirtualMotor]:
     """One VirtualMotor per motor of `spec`; shadows already follow their primary (Secondary ID)."""
     positions = start_positions(spec) if positions is None else positions
@@ -31,10 +33,10 @@ def virtual_arm_motors(
     for j in spec.joints:
         model = get_model(j.model)
         ticks = positions.get(j.name, CENTER_TICK)
-        motors.append(VirtualMotor(model, j.motor_id, baud=baud, position=ticks))
+        motors.append(VirtualMotor(model, j.motor_id, baud=baud, position=ticks, clock=clock))
         if j.shadow_id is not None:
             settings = {"Secondary ID": j.motor_id, "Drive Mode": int(j.shadow_reversed)}
-            motors.append(VirtualMotor(model, j.shadow_id, baud=baud, position=ticks, settings=settings))
+            motors.append(VirtualMotor(model, j.shadow_id, baud=baud, position=ticks, settings=settings, clock=clock))
     return motors
 
 

@@ -106,6 +106,22 @@ class VirtualBus:
         with self._lock:
             self.motors[motor_id].set_shaft(raw_ticks)
 
+    def drive(self, motions: dict[int, tuple[float, float, float]]) -> None:
+        """A world sets motors' shaft position, velocity and current, all at once: {motor_id: (raw, vel, cur)}."""
+        with self._lock:
+            for motor_id, motion in motions.items():
+                self.motors[motor_id].drive(*motion)
+
+    def goal_shafts(self) -> dict[int, float | None]:
+        """Every motor's goal in its shaft frame (None: torque off), for the world to act on."""
+        with self._lock:
+            return {motor_id: m.goal_shaft() for motor_id, m in self.motors.items()}
+
+    def hold_here(self) -> None:
+        with self._lock:
+            for m in self.motors.values():
+                m.hold_here()
+
     def set_hardware_error(self, motor_id: int, bits: int) -> None:
         with self._lock:
             self.motors[motor_id].set_hardware_error(bits)

@@ -59,6 +59,8 @@ class VirtualMotor:
         self.last_update = clock()
         self.pending_write: tuple[int, bytes] | None = None
         self.silent = False  # a fault: stops answering entirely
+        self.driven: bool = False  # moved by a simulated world (drive()), not by its own motion model
+        self.driven_current = 0.0  # Present Current/Load units, while driven
 
     # -- memory -----------------------------------------------------------------------
     def _reset(self, *, keep_id: bool, keep_baud: bool) -> None:
@@ -208,7 +210,9 @@ class VirtualMotor:
         dt = max(0.0, now - self.last_update)
         self.last_update = now
         error = 0.0
-        if self.torque_on:
+        if self.driven:
+            pass  # position and velocity are the world's (drive())
+        elif self.torque_on:
             target = self._raw(self.get("Goal Position"))
             error = target - self.raw_position
             step = max(-self._max_speed() * dt, min(self._max_speed() * dt, error))
@@ -220,7 +224,11 @@ class VirtualMotor:
         rpm = self.raw_velocity * self._direction() / TICKS_PER_TURN * 60.0
         self._set("Present Velocity", round(rpm / RPM_PER_UNIT))
         self._set("Moving", int(abs(self.raw_velocity) > 1.0))
-        if self.model.has("Present Current"):
+        if self.driven:
+            limit = self.get("Current Limit") if self.model.has("Current Limit") else 1000
+            self._set("Present Current" if self.model.has("Present Current") else "Present Load",
+                      max(-limit, min(limit, round(self.driven_current * self._direction()))) if self.torque_on else 0)
+        elif self.model.has("Present Current"):
             limit = self.get("Current Limit")
             # a plausible holding current: proportional to the tracking error, capped by the limit
             amps = max(-limit, min(limit, round(error * 2.0 * self._direction())))
@@ -240,6 +248,21 @@ class VirtualMotor:
         self._update_present()
         self.raw_position = float(raw_ticks)
         self._update_present()
+
+    def drive(self, raw_position: float, raw_velocity: float, current: float) -> None:
+        """The world moved the shaft: position and velocity in shaft ticks (per s), current in register units."""
+        self.driven = True
+        self.raw_position, self.raw_velocity, self.driven_current = raw_position, raw_velocity, current
+        self._update_present()
+
+    def goal_shaft(self) -> float | None:
+        """Goal Position in the shaft's own frame, or None while torque is off."""
+        return self._raw(self.get("Goal Position")) if self.torque_on else None
+
+    def hold_here(self) -> None:
+        """Goal = present position (the world was reset under a torqued motor)."""
+        self._update_present()
+        self._set("Goal Position", self._shown(self.raw_position))
 
     def set_hardware_error(self, bits: int) -> None:
         """Raise Hardware Error Status bits; torque drops as the Shutdown register asks."""

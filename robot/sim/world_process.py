@@ -1,0 +1,91 @@
+"""The simulated rig in a child process: the world, its virtual buses and cameras, and a control channel.
+
+The control loop's process talks to the motors over their pseudo-terminals (the
+real driver), reads camera frames from shared memory, and uses this channel to
+advance the world (SimClock), reset it to a seed, switch the operator, and read
+the task's reward. The child leaves with its parent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import ExitStack
+from typing import Any
+
+from robot.rig import Rig
+from robot.sim.child_process import ChildProcess, serve
+from robot.sim.shared_frames import SharedFrame
+from robot.sim.sim_camera import SimCamera
+from robot.sim.world import CAMERAS
+
+
+def _serve(rig: Rig, task: str, image_size: tuple[int, int], frames: dict[str, str], operator: str,
+           conn: Any) -> None:
+    from robot.sim.world_rig import WorldRig  # MuJoCo is imported in the child only
+
+    with ExitStack() as stack:
+        world = WorldRig(rig, task, stack, image_size=image_size, frames=frames, operator=operator)
+        conn.send({name: bus.port for name, bus in world.buses.items()})
+
+        def answer(request: tuple) -> Any:
+            kind, *args = request
+            if kind == "bus":
+                arm, method, call_args = args
+                return getattr(world.buses[arm], method)(*call_args)
+            return getattr(world, kind)(*args)
+
+        serve(conn, answer)
+
+
+class SimWorldProcess:
+    """Context manager: entering gives the rig with live ports; `cameras` reads the rendered frames."""
+
+    def __init__(self, rig: Rig, task: str, *, image_size: tuple[int, int] | None = None,
+                 cameras: bool = True, operator: str = "expert") -> None:
+        self.rig = rig
+        self.task = task
+        names = [c.name for c in rig.cameras if c.name in CAMERAS] if cameras else []
+        if image_size is None:
+            first = next((c for c in rig.cameras if c.name in names), None)
+            image_size = (first.height, first.width) if first else (480, 640)
+        self.image_size = image_size
+        tag = uuid.uuid4().hex[:8]
+        self._slots = {cam: SharedFrame(f"tandem-{tag}-{cam}", *image_size, create=True) for cam in names}
+        frames = {cam: slot.name for cam, slot in self._slots.items()}
+        self._child = ChildProcess(_serve, (rig, task, image_size, frames, operator), f"sim-world-{task}")
+        self.cameras = {cam: SimCamera(cam, slot) for cam, slot in self._slots.items()}
+
+    def start(self) -> Rig:
+        try:
+            return self.rig.with_ports(self._child.start(timeout_s=120))
+        except BaseException:
+            self.stop()
+            raise
+
+    def advance(self, t: float) -> float:
+        return self._child.request(("advance", t))
+
+    def reset(self, seed: int) -> Any:
+        return self._child.request(("reset", seed))
+
+    def status(self) -> Any:
+        return self._child.request(("status",))
+
+    def set_operator(self, mode: str) -> None:
+        self._child.request(("set_operator", mode))
+
+    def call(self, arm: str, method: str, *args: Any) -> Any:
+        """VirtualBus.<method>(*args) on one arm's bus, e.g. call("follower_left", "drop_next", 2)."""
+        return self._child.request(("bus", arm, method, args))
+
+    def stop(self) -> None:
+        self._child.stop()
+        for slot in self._slots.values():
+            slot.close()
+        self._slots = {}
+
+    def __enter__(self) -> Rig:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,162 @@
+"""The simulated rig's hardware, bound to the world: four virtual Dynamixel buses, four cameras, an operator.
+
+Followers: each torqued motor's Goal Position becomes its joint's actuator
+target (the gripper through ALOHA's conversion); after each control step the
+simulated joint positions, velocities and forces become the motors' Present
+registers. Leaders are not in the scene: the scripted operator moves them, as a
+person's hand would, and a leader with torque on follows its own goal (that is
+how deploy makes leaders track followers). Motor time is world time, so
+everything runs in lockstep with the simulation.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+
+from robot.arm import RAD_PER_TICK
+from robot.dynamixel.control_table import CENTER_TICK
+from robot.rig import Rig
+from robot.sim.expert import Expert
+from robot.sim.hand import ideal_mounting, pose_arm
+from robot.sim.shared_frames import SharedFrame
+from robot.sim.virtual_arm import gripper_range, virtual_arm_bus
+from robot.sim.virtual_bus import VirtualBus
+from robot.sim.world import World
+
+CURRENT_UNITS_PER_NM = 1 / (2.3 * 0.00269)  # X-series: ~2.3 N·m per A, Present Current in 2.69 mA units
+OPERATOR_MODES = ("expert", "off")
+
+
+@dataclass
+class WorldStatus:
+    time: float
+    steps: int
+    seed: int | None
+    reward: int
+    max_reward: int
+    success: bool
+    phase: str  # the expert's task phase, "" when it is off
+    objects: dict[str, list[float]]
+
+
+class WorldRig:
+    """Owns the world, the buses and the operator; one thread calls its methods (the process's server)."""
+
+    def __init__(self, rig: Rig, task: str, stack: ExitStack, *, image_size: tuple[int, int] = (480, 640),
+                 frames: dict[str, str] | None = None, operator: str = "expert") -> None:
+        if operator not in OPERATOR_MODES:
+            raise ValueError(f"operator {operator!r} is not one of {', '.join(OPERATOR_MODES)}")
+        self.world = World(task, image_size=image_size)
+        stack.callback(self.world.close)
+        self.followers = [a for a in rig.arms if a.role == "follower" and a.virtual]
+        clock = lambda: self.world.time  # noqa: E731 - the motors' time is the world's
+        self.buses: dict[str, VirtualBus] = {
+            a.name: stack.enter_context(virtual_arm_bus(a.name, a.spec, baud=a.baud, clock=clock))
+            for a in rig.arms if a.virtual
+        }
+        self.leader_of = {p.follower: (rig.arm(p.leader), p) for p in rig.pairs}
+        self.slots = {cam: SharedFrame(name, *image_size) for cam, name in (frames or {}).items()}
+        stack.callback(lambda: [slot.close() for slot in self.slots.values()])
+        self.expert = Expert(self.world)
+        self.operator = operator
+        self.steps = 0
+        self.reset(0)
+
+    # -- episode -----------------------------------------------------------------------------------
+    def reset(self, seed: int) -> WorldStatus:
+        """New episode: the world from this seed; followers read the new pose and hold it; leaders match."""
+        self.world.reset(seed)
+        self.expert.reset()
+        self.steps = 0
+        self._show_followers()
+        for arm in self.followers:
+            self.buses[arm.name].hold_here()
+        self._pose_leaders(current=True)
+        self._render()
+        return self.status()
+
+    def advance(self, t: float) -> float:
+        """Run control steps until world time reaches `t` (within half a physics step); returns the time."""
+        ran = False
+        while self.world.time < t - 0.5 * self.world.model.opt.timestep:
+            self._apply_follower_goals()
+            self.world.step()
+            self.steps += 1
+            self._show_followers()
+            if self.operator == "expert":
+                self._pose_leaders()
+            ran = True
+        if ran:
+            self._render()
+        return self.world.time
+
+    def set_operator(self, mode: str) -> None:
+        if mode not in OPERATOR_MODES:
+            raise ValueError(f"operator {mode!r} is not one of {', '.join(OPERATOR_MODES)}")
+        if mode == "expert" and self.operator != "expert":
+            self.expert.reset()  # take over from the state as it is
+        self.operator = mode
+
+    def status(self) -> WorldStatus:
+        w = self.world
+        return WorldStatus(w.time, self.steps, w.seed, w.reward(), w.max_reward, w.success,
+                           self.expert.phase if self.operator == "expert" else "",
+                           {k: v.tolist() for k, v in w.object_poses().items()})
+
+    # -- followers <-> world -----------------------------------------------------------------------
+    def _apply_follower_goals(self) -> None:
+        for arm in self.followers:
+            goals = self.buses[arm.name].goal_shafts()
+            reading = self.world.read_arm(arm.side)
+            angles = reading.position.copy()  # a joint with torque off stays where it is
+            for i, joint in enumerate(arm.spec.joints):
+                shaft = goals[joint.motor_id]
+                if shaft is not None:
+                    angles[i] = (shaft - CENTER_TICK) * RAD_PER_TICK
+            self.world.set_targets(arm.side, angles[:6], angles[6])
+
+    def _show_followers(self) -> None:
+        for arm in self.followers:
+            reading = self.world.read_arm(arm.side)
+            mounting = ideal_mounting(arm.spec)
+            motions = {}
+            for i, joint in enumerate(arm.spec.joints):
+                for motor_id in (joint.motor_id, joint.shadow_id):
+                    if motor_id is None:
+                        continue
+                    sign = mounting[motor_id].sign
+                    motions[motor_id] = (CENTER_TICK + sign * reading.position[i] / RAD_PER_TICK,
+                                         sign * reading.velocity[i] / RAD_PER_TICK,
+                                         sign * reading.effort[i] * CURRENT_UNITS_PER_NM)
+            self.buses[arm.name].drive(motions)
+
+    # -- the operator's hands on the leaders -------------------------------------------------------
+    def _pose_leaders(self, current: bool = False) -> None:
+        """Put each leader where its follower should go (the expert's choice, or the follower's pose now)."""
+        targets = None if current else self.expert.act()
+        for follower in self.followers:
+            if follower.name not in self.leader_of:
+                continue
+            leader, pairing = self.leader_of[follower.name]
+            if targets is None:
+                reading = self.world.read_arm(follower.side)
+                joints = reading.position[:6]
+                opening = (reading.position[6] - gripper_range(follower.spec)[0]) / np.ptp(gripper_range(follower.spec))
+            else:
+                joints, opening = targets[follower.side]
+            pose = {}
+            for j, angle in zip(follower.spec.joint_names[:6], joints, strict=True):
+                pose[j] = (angle - pairing.offsets.get(j, 0.0)) * pairing.signs.get(j, 1)
+            closed, open_ = gripper_range(leader.spec)
+            pose["gripper"] = closed + float(np.clip(opening, 0.0, 1.0)) * (open_ - closed)
+            if leader.name in self.buses:
+                pose_arm(self.buses[leader.name], leader.spec, pose)
+
+    # -- cameras -----------------------------------------------------------------------------------
+    def _render(self) -> None:
+        for cam, slot in self.slots.items():
+            slot.write(self.world.render(cam), self.world.time)
+
