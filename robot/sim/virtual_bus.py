@@ -150,15 +150,29 @@ class VirtualBus:
             ready, _, _ = select.select([self._master], [], [], 0.05)
             if not ready:
                 continue
-            try:
-                data = os.read(self._master, 4096)
-            except (BlockingIOError, OSError):
-                continue
-            arrived = time.perf_counter()
-            for packet in self._parser.feed(data):
-                with self._lock:
+            with self._lock:  # read and handle as one, so settle() knows nothing read is left unhandled
+                try:
+                    data = os.read(self._master, 4096)
+                except (BlockingIOError, OSError):
+                    continue
+                arrived = time.perf_counter()
+                for packet in self._parser.feed(data):
                     self.packets_received += 1
                     self._handle(packet, arrived)
+
+    def settle(self, quiet_s: float = 0.0003, timeout_s: float = 1.0) -> None:
+        """Return once every byte the host wrote has been handled, for a world that steps in lockstep with it.
+
+        Bytes written to a pty reach this side through a kernel work queue, so the port
+        must stay empty for `quiet_s` twice running, not just once.
+        """
+        deadline = time.monotonic() + timeout_s
+        quiet = 0
+        while quiet < 2 and time.monotonic() < deadline:
+            with self._lock:
+                pending = bool(select.select([self._master], [], [], 0)[0])
+            quiet = 0 if pending else quiet + 1
+            time.sleep(quiet_s if not pending else 0.0001)
 
     def _port_baud(self) -> int | None:
         speed = termios.tcgetattr(self._slave)[5]

@@ -74,6 +74,10 @@ class SimWorldProcess:
     def set_operator(self, mode: str) -> None:
         self._child.request(("set_operator", mode))
 
+    def set_gate(self, spec: str) -> None:
+        """The scripted operator's gate rule for operator mode "gated" (robot/sim/gate.py)."""
+        self._child.request(("set_gate", spec))
+
     def call(self, arm: str, method: str, *args: Any) -> Any:
         """VirtualBus.<method>(*args) on one arm's bus, e.g. call("follower_left", "drop_next", 2)."""
         return self._child.request(("bus", arm, method, args))

@@ -19,7 +19,8 @@ import numpy as np
 from robot.arm import RAD_PER_TICK
 from robot.dynamixel.control_table import CENTER_TICK
 from robot.rig import Rig
-from robot.sim.expert import Expert
+from robot.sim.expert import Contacts, Expert
+from robot.sim.gate import Gate, GateInput, drift, parse_gate
 from robot.sim.hand import ideal_mounting, pose_arm
 from robot.sim.shared_frames import SharedFrame
 from robot.sim.virtual_arm import gripper_range, virtual_arm_bus
@@ -27,7 +28,8 @@ from robot.sim.virtual_bus import VirtualBus
 from robot.sim.world import World
 
 CURRENT_UNITS_PER_NM = 1 / (2.3 * 0.00269)  # X-series: ~2.3 N·m per A, Present Current in 2.69 mA units
-OPERATOR_MODES = ("expert", "off")
+OPERATOR_MODES = ("expert", "gated", "off")  # gated: the expert takes the leaders when its gate rule says so
+MAIN_OBJECT = {"transfer_cube": "red_box", "insertion": "red_peg"}  # what "dropped" watches
 
 
 @dataclass
@@ -39,7 +41,10 @@ class WorldStatus:
     max_reward: int
     success: bool
     phase: str  # the expert's task phase, "" when it is off
-    objects: dict[str, list[float]]
+    pedal: bool  # the scripted operator's pedal (gated mode)
+    presses: int
+    objects: dict[str, list[float]]  # position and quaternion of each task object
+    joints: dict[str, list[float]]  # per side: the follower's 6 joints and gripper motor angle, rad
 
 
 class WorldRig:
@@ -62,6 +67,8 @@ class WorldRig:
         stack.callback(lambda: [slot.close() for slot in self.slots.values()])
         self.expert = Expert(self.world)
         self.operator = operator
+        self._gate_spec = "never"
+        self.gate: Gate = parse_gate(self._gate_spec)
         self.steps = 0
         self.reset(0)
 
@@ -70,24 +77,29 @@ class WorldRig:
         """New episode: the world from this seed; followers read the new pose and hold it; leaders match."""
         self.world.reset(seed)
         self.expert.reset()
+        self.gate = parse_gate(self._gate_spec)  # a fresh count of presses
         self.steps = 0
         self._show_followers()
         for arm in self.followers:
             self.buses[arm.name].hold_here()
-        self._pose_leaders(current=True)
+        self._pose_leaders(None)
         self._render()
         return self.status()
 
     def advance(self, t: float) -> float:
         """Run control steps until world time reaches `t` (within half a physics step); returns the time."""
         ran = False
+        for bus in self.buses.values():
+            bus.settle()  # the host's last goal writes are in the motors before the world moves
         while self.world.time < t - 0.5 * self.world.model.opt.timestep:
             self._apply_follower_goals()
             self.world.step()
             self.steps += 1
             self._show_followers()
             if self.operator == "expert":
-                self._pose_leaders()
+                self._pose_leaders(self.expert.act())
+            elif self.operator == "gated":
+                self._gated_step()
             ran = True
         if ran:
             self._render()
@@ -100,11 +112,36 @@ class WorldRig:
             self.expert.reset()  # take over from the state as it is
         self.operator = mode
 
+    def set_gate(self, spec: str) -> None:
+        """The rule for gated mode (see robot/sim/gate.py); starts afresh with each episode."""
+        self.gate = parse_gate(spec)
+        self._gate_spec = spec
+
     def status(self) -> WorldStatus:
         w = self.world
         return WorldStatus(w.time, self.steps, w.seed, w.reward(), w.max_reward, w.success,
-                           self.expert.phase if self.operator == "expert" else "",
-                           {k: v.tolist() for k, v in w.object_poses().items()})
+                           self.expert.phase if self.operator != "off" else "", self.gate.pedal, self.gate.presses,
+                           {k: v.tolist() for k, v in w.object_poses().items()},
+                           {side: w.read_arm(side).position.tolist() for side in ("left", "right")})
+
+    def _gated_step(self) -> None:
+        """The expert plans along (a shadow of the policy); its gate decides when it takes the leaders."""
+        targets = self.expert.act()
+        contacts = Contacts(self.world)
+        obj = MAIN_OBJECT[self.world.task_name]
+        gap = max(drift(targets[a.side][0], self.world.read_arm(a.side).position[:6]) for a in self.followers)
+        was_down = self.gate.pedal
+        down = self.gate.update(GateInput(
+            self.world.reward(), self.world.max_reward, self.world.success, gap,
+            object_lifted=not contacts.touching(obj, "table"),
+            object_held=any(contacts.fingers_touch(side, obj) for side in ("left", "right"))))
+        if down and not was_down:
+            self.expert.reset()  # take over from the state the policy left
+            targets = self.expert.act()
+        if down:
+            self._pose_leaders(targets)
+        elif was_down:
+            self.expert.reset()  # handed back: the shadow starts again from here
 
     # -- followers <-> world -----------------------------------------------------------------------
     def _apply_follower_goals(self) -> None:
@@ -134,9 +171,8 @@ class WorldRig:
             self.buses[arm.name].drive(motions)
 
     # -- the operator's hands on the leaders -------------------------------------------------------
-    def _pose_leaders(self, current: bool = False) -> None:
-        """Put each leader where its follower should go (the expert's choice, or the follower's pose now)."""
-        targets = None if current else self.expert.act()
+    def _pose_leaders(self, targets: dict[str, tuple[np.ndarray, float]] | None) -> None:
+        """Put each leader where its follower should go: the expert's targets, or (None) the follower's pose."""
         for follower in self.followers:
             if follower.name not in self.leader_of:
                 continue
