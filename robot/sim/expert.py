@@ -18,7 +18,7 @@ from robot.sim.ik import ArmIK, frame
 from robot.sim.world import CONTROL_DT, SIDES, World, gripper_normalized_from_angle
 
 OPEN, CLOSED = 1.0, 0.0
-HOLDING_BELOW = 0.75  # measured gripper opening (0..1) under which a closed gripper holds what it touches (cube: 0.6)
+HOLDING_BELOW = 0.85  # measured gripper opening (0..1) under which a closed gripper holds what it touches (cube: 0.6)
 SPEED = 0.45  # m/s of the commanded grasp point
 JOINT_SPEED = 3.0  # rad/s at most per joint
 UP = np.array([0.0, 0.0, 1.0])
@@ -33,10 +33,18 @@ class Goal:
     speed: float = SPEED  # m/s toward it
 
 
-def pick_rotation(base: np.ndarray, target: np.ndarray, pitch_down: float = np.deg2rad(60)) -> np.ndarray:
-    """Fingers pointing down at `pitch_down` from horizontal, facing away from the arm's base."""
+def pick_rotation(base: np.ndarray, target: np.ndarray, pitch_down: float = np.deg2rad(60),
+                  yaw: float | None = None) -> np.ndarray:
+    """Fingers pointing down at `pitch_down` from horizontal, facing away from the arm's base.
+
+    With `yaw` (an object's heading), the approach turns to face the object's side
+    nearest that direction, so the jaws close on two parallel faces.
+    """
     h = target[:2] - base[:2]
     h = np.array([*h / np.linalg.norm(h), 0.0])
+    if yaw is not None:
+        sides = [np.array([np.cos(yaw + k * np.pi / 2), np.sin(yaw + k * np.pi / 2), 0.0]) for k in range(4)]
+        h = max(sides, key=lambda d: d @ h)
     approach = np.cos(pitch_down) * h - np.sin(pitch_down) * UP
     return frame(approach, np.cross(UP, h))
 
@@ -122,7 +130,8 @@ class Expert:
         on_table = contacts.touching("red_box", "table")
         right_holds = self._holds(contacts, "right", ("red_box",))
         left_holds = self._holds(contacts, "left", ("red_box",))
-        right_rot = pick_rotation(self.base["right"], cube if not right_holds else self.MEET)
+        right_rot = (pick_rotation(self.base["right"], self.MEET) if right_holds else
+                     pick_rotation(self.base["right"], cube, yaw=quat_yaw(self.world.object_poses()["box"][3:])))
         left_rot = frame(np.array([1.0, 0, 0]), UP)
         left_wait = Goal(self.MEET + np.array([-0.15, 0, 0]), left_rot, OPEN)
 
@@ -193,6 +202,12 @@ class Expert:
             if self._holds(contacts, "right", ("red_peg",)):
                 goals["right"] = Goal(right + np.array([0, 0, 0.1]), right_rot, CLOSED)
         return goals
+
+
+def quat_yaw(quat: np.ndarray) -> float:
+    """Heading of the body's x axis in the horizontal plane."""
+    x = quat_x_axis(quat)
+    return float(np.arctan2(x[1], x[0]))
 
 
 def quat_x_axis(quat: np.ndarray) -> np.ndarray:

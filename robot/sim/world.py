@@ -10,17 +10,14 @@ multisampling off (about 10 ms per 480x640 frame on a CPU instead of 25).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # off-screen rendering without a display; must precede mujoco's import
-
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-from dm_control import mujoco as dm_mujoco  # noqa: E402
-from gym_aloha import constants as aloha  # noqa: E402
-from gym_aloha.tasks import sim as aloha_tasks  # noqa: E402
-from gym_aloha.utils import sample_box_pose, sample_insertion_pose  # noqa: E402
+import mujoco  # off-screen through EGL: robot/sim/__init__.py
+import numpy as np
+from dm_control import mujoco as dm_mujoco
+from gym_aloha import constants as aloha
+from gym_aloha.tasks import sim as aloha_tasks
+from gym_aloha.utils import sample_box_pose, sample_insertion_pose
 
 SIDES = ("left", "right")
 CAMERAS = {"cam_high": "top", "cam_low": "angle", "cam_left_wrist": "left_wrist", "cam_right_wrist": "right_wrist"}

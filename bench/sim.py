@@ -1,0 +1,138 @@
+"""The simulated rig's figures: the scripted expert's success rate, its takeovers, and the cost of a step.
+
+    python3 bench/sim.py                       # 50 seeds per task (about 15 minutes on 2 cores)
+    python3 bench/sim.py --episodes 10 --tasks transfer_cube
+
+1. Expert success over seeded episodes, through the whole stack: the expert
+   moves the virtual leaders, the real driver reads them over the virtual buses,
+   the teleop loop writes the followers, the world steps in lockstep (SimClock).
+2. Takeover: an episode where something else drives the followers first (the
+   arms are sent to random poses for 0.6 s at a random step, dropping whatever is
+   held), then the expert takes over from that state. Run in-process on the
+   world, as the gate does.
+3. Time per simulated control step: physics alone, and physics plus the four
+   cameras at 480x640 and at the training size, in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+
+from robot.rig import load_rig  # noqa: E402
+from robot.sim.expert import Expert  # noqa: E402
+from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES  # noqa: E402
+from robot.sim.world import CAMERAS, World, gripper_angle_from_normalized  # noqa: E402
+from robot.sim.world_process import SimWorldProcess  # noqa: E402
+from teleop.session import connect  # noqa: E402
+from teleop.sim_episodes import run_episode  # noqa: E402
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate_line(name: str, results: list[bool], extra: str = "") -> str:
+    k, n = sum(results), len(results)
+    lo, hi = wilson(k, n)
+    return f"{name:<34} {k:>3}/{n:<3} = {100 * k / n:5.1f}%  (95% CI {100 * lo:.0f}-{100 * hi:.0f}%){extra}"
+
+
+def expert_through_stack(task: str, episodes: int) -> tuple[list[bool], list[int], float]:
+    world = SimWorldProcess(load_rig("sim"), task, cameras=False)
+    wins, rewards, wall = [], [], 0.0
+    with world as live, connect(live, say=lambda s: None) as connected:
+        for seed in range(episodes):
+            r = run_episode(world, connected, seed, EPISODE_STEPS[task])
+            wins.append(r.success)
+            rewards.append(r.max_reward)
+            wall += r.wall_s
+            print(f"  {task} seed {seed}: max reward {r.max_reward}", file=sys.stderr, flush=True)
+    return wins, rewards, wall / (episodes * EPISODE_STEPS[task])
+
+
+def takeover(task: str, episodes: int) -> list[bool]:
+    world = World(task)
+    expert = Expert(world)
+    rng = np.random.default_rng(1234)
+    wins = []
+    for seed in range(episodes):
+        world.reset(1000 + seed)
+        expert.reset()
+        perturb_at = int(rng.integers(20, 200))
+        for t in range(EPISODE_STEPS[task] + 150):  # the takeover gets the time it lost back
+            if perturb_at <= t < perturb_at + 30:  # something else drives: random poses, gripper opens
+                if t == perturb_at:
+                    pose = {s: world.read_arm(s).position[:6] + rng.uniform(-0.4, 0.4, 6) for s in ("left", "right")}
+                for side in ("left", "right"):
+                    world.set_targets(side, pose[side], gripper_angle_from_normalized(1.0))
+                if t == perturb_at + 29:
+                    expert.reset()  # takes over from whatever state this left
+                    world.max_reward = 0  # success counts only what happens after the takeover
+            else:
+                for side, (q, g) in expert.act().items():
+                    world.set_targets(side, q, gripper_angle_from_normalized(g))
+            world.step()
+        wins.append(world.success)
+    world.close()
+    return wins
+
+
+def step_cost(task: str, sizes: list[tuple[int, int]], steps: int = 100) -> list[tuple[str, float]]:
+    out = []
+    world = World(task)
+    world.reset(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        world.step()
+    out.append(("physics only", (time.perf_counter() - start) / steps))
+    world.close()
+    for h, w in sizes:
+        world = World(task, image_size=(h, w))
+        world.reset(0)
+        world.render("cam_high")  # renderer set-up outside the timing
+        start = time.perf_counter()
+        for _ in range(steps):
+            world.step()
+            for cam in CAMERAS:
+                world.render(cam)
+        out.append((f"physics + 4 cameras {h}x{w}", (time.perf_counter() - start) / steps))
+        world.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=list(TASK_NAMES))
+    parser.add_argument("--train-size", default="240x320", help="training image size HxW (default 240x320)")
+    args = parser.parse_args()
+    train = tuple(int(v) for v in args.train_size.split("x"))
+
+    print("step cost (in-process, one control step = 10 physics steps of 2 ms):")
+    for name, seconds in step_cost(args.tasks[0], [(480, 640), train]):
+        print(f"  {name:<32} {seconds * 1e3:7.2f} ms/step  ({1 / seconds:6.1f} steps/s)")
+    for task in args.tasks:
+        wins, rewards, per_step = expert_through_stack(task, args.episodes)
+        stages = ", ".join(f"reward>={k}: {sum(r >= k for r in rewards)}" for k in (1, 2, 3, 4))
+        print(rate_line(f"{task}: expert, full stack", wins, f"  [{stages}]"))
+        print(f"  full stack (4 virtual buses, real driver, teleop loop, no cameras): "
+              f"{per_step * 1e3:.2f} ms per step wall")
+        print(rate_line(f"{task}: takeover after perturbation", takeover(task, args.episodes)))
+
+
+if __name__ == "__main__":
+    main()
