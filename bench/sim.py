@@ -54,7 +54,7 @@ def rate_line(name: str, results: list[bool], extra: str = "") -> str:
 def expert_through_stack(task: str, episodes: int) -> tuple[list[bool], list[int], float]:
     world = SimWorldProcess(load_rig("sim"), task, cameras=False)
     wins, rewards, wall = [], [], 0.0
-    with world as live, connect(live, say=lambda s: None) as connected:
+    with world as live, connect(live, say=lambda s: None, **world.bus_options) as connected:
         for seed in range(episodes):
             r = run_episode(world, connected, seed, EPISODE_STEPS[task])
             wins.append(r.success)

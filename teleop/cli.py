@@ -94,7 +94,8 @@ def run_sim_task(args: argparse.Namespace, rig: Rig) -> int:
     world = SimWorldProcess(rig, args.task, cameras=False)
     results = []
     try:
-        with world as live, connect(live, torque_off_at_exit=args.on_exit == "off") as connected:
+        with world as live, connect(live, torque_off_at_exit=args.on_exit == "off",
+                                    **world.bus_options) as connected:
             print(f"rig {rig.name}: task {args.task} in a MuJoCo world process, scripted operator at the leaders")
             for i in range(args.episodes):
                 result = run_episode(world, connected, args.seed + i, steps, max_step_rad=args.max_step,

@@ -30,7 +30,7 @@ def teleop_loop(world, connected, start):
 
 def test_follower_tracks_leader_through_the_world(sim_rig):
     world = SimWorldProcess(sim_rig, "transfer_cube", cameras=False, operator="off")
-    with world as live, connect(live) as connected:
+    with world as live, connect(live, **world.bus_options) as connected:
         start = world.reset(3)
         waist = start.joints["right"][0]
         # a hand turns the right leader's waist by 0.3 rad (motor 1, mounted forward, 0 rad at tick 2048)
@@ -69,7 +69,7 @@ def test_cameras_deliver_frames_of_the_configured_size_with_increasing_times(sim
 
 def test_reset_by_seed_is_reproducible(sim_rig):
     world = SimWorldProcess(sim_rig, "transfer_cube", cameras=False)
-    with world as live, connect(live) as connected:
+    with world as live, connect(live, **world.bus_options) as connected:
         runs = []
         for seed in (7, 7, 8):
             run_episode(world, connected, seed, 60)
@@ -111,7 +111,7 @@ def test_world_process_leaves_nothing_behind(sim_rig):
 
 def test_gated_operator_takes_the_leaders_when_its_rule_fires(sim_rig):
     world = SimWorldProcess(sim_rig, "transfer_cube", cameras=False, operator="gated")
-    with world as live, connect(live) as connected:
+    with world as live, connect(live, **world.bus_options) as connected:
         world.set_gate("stalled:20")  # no progress for 20 steps -> pedal down
         run_episode(world, connected, 2, 300)
         status = world.status()

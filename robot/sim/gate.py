@@ -91,13 +91,13 @@ def parse_gate(spec: str) -> Gate:
         raise ValueError(f"unknown gate rule {spec!r}; rules: {', '.join(RULES)} (e.g. drift:0.5:10, stalled:150)")
     threshold, steps = RULES[name]
     try:
+        if len(params) > {"drift": 2, "stalled": 1}.get(name, 0):
+            raise ValueError
         if name == "drift" and params:
             threshold = float(params[0])
             steps = int(params[1]) if len(params) > 1 else steps
         elif name == "stalled" and params:
             steps = int(params[0])
-        elif params:
-            raise ValueError
     except (ValueError, IndexError):
         raise ValueError(f"gate rule {spec!r}: bad parameters; use drift[:RAD[:STEPS]], stalled[:STEPS], "
                          "dropped or never") from None

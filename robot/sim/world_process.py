@@ -40,6 +40,10 @@ def _serve(rig: Rig, task: str, image_size: tuple[int, int], frames: dict[str, s
 class SimWorldProcess:
     """Context manager: entering gives the rig with live ports; `cameras` reads the rendered frames."""
 
+    # for connect(): simulated time stands still while the host waits, so a reply that is late in wall
+    # time on a loaded machine is no fault; only a motor that never answers is
+    bus_options = {"read_deadline_s": 0.1}
+
     def __init__(self, rig: Rig, task: str, *, image_size: tuple[int, int] | None = None,
                  cameras: bool = True, operator: str = "expert") -> None:
         self.rig = rig
