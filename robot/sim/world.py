@@ -119,11 +119,6 @@ class World:
         finger = aloha.unnormalize_puppet_gripper_position(gripper_normalized_from_angle(gripper_angle))
         self.data.ctrl[self._slice(side)] = [*joints[:6], finger, -finger]
 
-    def hold(self, side: str) -> None:
-        """Targets = where the arm is now (the arm's torque is off: it stays where it is)."""
-        s = self._slice(side)
-        self.data.ctrl[s] = self.data.qpos[s]
-
     def read_arm(self, side: str) -> ArmReading:
         s = self._slice(side)
         qpos, qvel, force = self.data.qpos[s], self.data.qvel[s], self.data.actuator_force[s]
