@@ -295,6 +295,9 @@ class DynamixelBus:
             if result != COMM_SUCCESS:
                 self._let_wire_settle(n)
                 return None, ph.getTxRxResult(result), None
+            if len(data) < (STATE_LENGTH + 4) * n:  # a short answer that still passed the SDK: retry it
+                self._let_wire_settle(n)
+                return None, f"Fast Sync Read answer short ({len(data)} of {(STATE_LENGTH + 4) * n} bytes)", None
             out = bytearray()
             for i, motor_id in enumerate(self.ids):
                 at = i * (STATE_LENGTH + 4)
