@@ -88,7 +88,7 @@ def test_expert_through_the_real_driver_transfers_the_cube(sim_rig, capsys):
     assert "transfer_cube: 1/1 episodes succeeded" in out
 
 
-def test_task_needs_the_sim_rig(tmp_path, capsys):
+def test_task_needs_the_sim_rig(capsys):
     from teleop.cli import main
 
     assert main(["--rig", "aloha", "--task", "insertion"]) == 2

@@ -124,14 +124,15 @@ class Expert:
     MEET = np.array([0.0, 0.5, 0.25])
 
     def _transfer_cube(self, contacts: Contacts) -> dict[str, Goal]:
-        cube = self.world.object_poses()["box"][:3]
+        box = self.world.object_poses()["box"]
+        cube = box[:3]
         right, left = self.grasp_point("right"), self.grasp_point("left")
         left_touch = contacts.fingers_touch("left", "red_box")
         on_table = contacts.touching("red_box", "table")
         right_holds = self._holds(contacts, "right", ("red_box",))
         left_holds = self._holds(contacts, "left", ("red_box",))
         right_rot = (pick_rotation(self.base["right"], self.MEET) if right_holds else
-                     pick_rotation(self.base["right"], cube, yaw=quat_yaw(self.world.object_poses()["box"][3:])))
+                     pick_rotation(self.base["right"], cube, yaw=quat_yaw(box[3:])))
         left_rot = frame(np.array([1.0, 0, 0]), UP)
         left_wait = Goal(self.MEET + np.array([-0.15, 0, 0]), left_rot, OPEN)
 

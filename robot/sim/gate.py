@@ -17,7 +17,7 @@ the situation, then hands back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,7 +47,6 @@ class Gate:
     _was_lifted: bool = False
     _best: int = 0
     _since_best: int = 0
-    history: list[bool] = field(default_factory=list, repr=False)
 
     def update(self, x: GateInput) -> bool:
         """Feed one step; returns whether the pedal is down for the next step."""
@@ -61,7 +60,6 @@ class Gate:
         elif not x.success and self._triggered(x):
             self.pedal, self.presses = True, self.presses + 1
             self._human_steps, self._reward_at_press = 0, x.reward
-        self.history.append(self.pedal)
         return self.pedal
 
     def _triggered(self, x: GateInput) -> bool:

@@ -22,6 +22,8 @@ from gym_aloha.utils import sample_box_pose, sample_insertion_pose
 SIDES = ("left", "right")
 CAMERAS = {"cam_high": "top", "cam_low": "angle", "cam_left_wrist": "left_wrist", "cam_right_wrist": "right_wrist"}
 CONTROL_DT = aloha.DT  # 0.02 s: the scene's control step, 10 physics steps of 2 ms
+FINGER_TO_GRIPPER_ANGLE = ((aloha.PUPPET_GRIPPER_JOINT_OPEN - aloha.PUPPET_GRIPPER_JOINT_CLOSE)
+                           / (aloha.PUPPET_GRIPPER_POSITION_OPEN - aloha.PUPPET_GRIPPER_POSITION_CLOSE))  # rad per m
 
 
 @dataclass(frozen=True)
@@ -122,10 +124,8 @@ class World:
     def read_arm(self, side: str) -> ArmReading:
         s = self._slice(side)
         qpos, qvel, force = self.data.qpos[s], self.data.qvel[s], self.data.actuator_force[s]
-        finger_to_angle = ((aloha.PUPPET_GRIPPER_JOINT_OPEN - aloha.PUPPET_GRIPPER_JOINT_CLOSE)
-                           / (aloha.PUPPET_GRIPPER_POSITION_OPEN - aloha.PUPPET_GRIPPER_POSITION_CLOSE))
         angle = aloha.convert_puppet_from_position_to_join(qpos[6])
-        return ArmReading(np.append(qpos[:6], angle), np.append(qvel[:6], qvel[6] * finger_to_angle),
+        return ArmReading(np.append(qpos[:6], angle), np.append(qvel[:6], qvel[6] * FINGER_TO_GRIPPER_ANGLE),
                           np.append(force[:6], force[6]))
 
     # -- cameras ---------------------------------------------------------------------------------

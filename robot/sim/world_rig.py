@@ -25,7 +25,7 @@ from robot.sim.hand import ideal_mounting, pose_arm
 from robot.sim.shared_frames import SharedFrame
 from robot.sim.virtual_arm import gripper_range, virtual_arm_bus
 from robot.sim.virtual_bus import VirtualBus
-from robot.sim.world import World
+from robot.sim.world import World, gripper_normalized_from_angle
 
 CURRENT_UNITS_PER_NM = 1 / (2.3 * 0.00269)  # X-series: ~2.3 N·m per A, Present Current in 2.69 mA units
 OPERATOR_MODES = ("expert", "gated", "off")  # gated: the expert takes the leaders when its gate rule says so
@@ -57,6 +57,7 @@ class WorldRig:
         self.world = World(task, image_size=image_size)
         stack.callback(self.world.close)
         self.followers = [a for a in rig.arms if a.role == "follower" and a.virtual]
+        self.mountings = {a.name: ideal_mounting(a.spec) for a in self.followers}
         clock = lambda: self.world.time  # noqa: E731 - the motors' time is the world's
         self.buses: dict[str, VirtualBus] = {
             a.name: stack.enter_context(virtual_arm_bus(a.name, a.spec, baud=a.baud, clock=clock))
@@ -158,7 +159,7 @@ class WorldRig:
     def _show_followers(self) -> None:
         for arm in self.followers:
             reading = self.world.read_arm(arm.side)
-            mounting = ideal_mounting(arm.spec)
+            mounting = self.mountings[arm.name]
             motions = {}
             for i, joint in enumerate(arm.spec.joints):
                 for motor_id in (joint.motor_id, joint.shadow_id):
@@ -179,8 +180,7 @@ class WorldRig:
             leader, pairing = self.leader_of[follower.name]
             if targets is None:
                 reading = self.world.read_arm(follower.side)
-                joints = reading.position[:6]
-                opening = (reading.position[6] - gripper_range(follower.spec)[0]) / np.ptp(gripper_range(follower.spec))
+                joints, opening = reading.position[:6], gripper_normalized_from_angle(reading.position[6])
             else:
                 joints, opening = targets[follower.side]
             pose = {}
