@@ -1,0 +1,147 @@
+"""Recording at the rig, driven by the person: start by key or by closing both leader grippers, stop on time
+or key, re-record or discard the last episode, and a check of the loop rate.
+
+It is one observer of the teleop loop, which keeps running between episodes
+(the person keeps the arms), so the next episode can start as soon as the
+last one is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from recording.dataset import Dataset
+from recording.layout import StateLayout
+from recording.session import EpisodeSlot, ProgressLine, RecordOptions
+from robot.cameras import Camera
+from robot.clock import PeriodStats
+from teleop.loop import Step
+
+START_KEYS = ("space", "enter")
+STOP_KEY = "s"
+RERECORD_KEY = "r"
+DISCARD_KEY = "d"
+QUIT_KEYS = ("q", "esc")
+GESTURE_CLOSED = 0.15  # both leader grippers at most this open (0 closed .. 1 open) starts an episode
+GESTURE_REARM = 0.5  # ...once they have been opened past this since the last episode
+
+
+class KeyedRecording:
+    def __init__(self, dataset: Dataset, layout: StateLayout, cameras: Mapping[str, Camera], options: RecordOptions,
+                 *, episodes: int, steps: int, rate_hz: float, keys: Callable[[], list[str]],
+                 leader_grippers: Callable[[Step], list[float]] | None, say: Callable[[str], None] = print) -> None:
+        self.dataset = dataset
+        self.layout = layout
+        self.cameras = cameras
+        self.options = options
+        self.episodes = episodes
+        self.steps = steps
+        self.rate_hz = rate_hz
+        self.keys = keys
+        self.leader_grippers = leader_grippers  # None: start by key only
+        self.say = say
+        self.saved: list[int] = []
+        self.slot: EpisodeSlot | None = None
+        self.progress: ProgressLine | None = None
+        self.stats: PeriodStats | None = None
+        self.asking: int | None = None  # an episode index waiting for keep (y) or discard (n)
+        self.done = False
+        self._armed = True
+        self.prompt()
+
+    def prompt(self) -> None:
+        gesture = " or close both leader grippers" if self.leader_grippers else ""
+        self.say(f"episode {len(self.saved) + 1}/{self.episodes}: press space{gesture} to start "
+                 f"({RERECORD_KEY}: re-record the last, {DISCARD_KEY}: discard the last, q: quit)")
+
+    # -- the loop's observer and stop condition ----------------------------------------------------
+    def __call__(self, step: Step) -> None:
+        keys = self.keys()
+        if self.slot is not None:
+            self._record(step, keys)
+        elif self.asking is not None:
+            self._ask(keys)
+        else:
+            self._wait(step, keys)
+
+    def until(self, step: Step) -> bool:
+        return self.done
+
+    def close(self) -> None:
+        """Stop now: an episode being recorded is kept, as far as it got."""
+        if self.slot is not None:
+            self._finish("stopped by the operator")
+
+    # -- states -------------------------------------------------------------------------------------
+    def _wait(self, step: Step, keys: list[str]) -> None:
+        if any(k in QUIT_KEYS for k in keys):
+            self.done = True
+            return
+        if self.saved and RERECORD_KEY in keys:
+            self._drop_last("to re-record it")
+            self.prompt()
+        elif self.saved and DISCARD_KEY in keys:
+            self._drop_last("")
+            self.prompt()
+        gesture = False
+        if self.leader_grippers is not None:
+            openings = self.leader_grippers(step)
+            if not self._armed and min(openings) > GESTURE_REARM:
+                self._armed = True
+            gesture = self._armed and max(openings) <= GESTURE_CLOSED
+        if gesture or any(k in START_KEYS for k in keys):
+            self._armed = False
+            self._start()
+            self._record(step, [])
+
+    def _start(self) -> None:
+        self.slot = EpisodeSlot(self.dataset, self.layout, self.cameras, self.options)
+        self.progress = ProgressLine(self.slot, self.steps)
+        self.stats = PeriodStats(1.0 / self.rate_hz)
+        self.say(f"recording episode {self.slot.index} ({self.steps / self.rate_hz:.0f} s; {STOP_KEY} stops early)")
+
+    def _record(self, step: Step, keys: list[str]) -> None:
+        self.stats.record(step.t)
+        self.slot.recorder(step)
+        self.progress(step)
+        if any(k in QUIT_KEYS for k in keys):
+            self._finish("stopped by the operator (quit)")
+            self.done = True
+        elif STOP_KEY in keys:
+            self._finish("stopped by the operator")
+        elif self.slot.recorder.steps >= self.steps:
+            self._finish("time")
+
+    def _finish(self, reason: str) -> None:
+        slot, self.slot = self.slot, None
+        self.progress.end()
+        episode, summary = slot.finish(loop=self.stats.summary(), rate_hz=self.rate_hz, options=self.options,
+                                       stop_reason=reason)
+        self.saved.append(episode.index)
+        self.say(f"episode {episode.index}: {episode.length} steps, {episode.fps or 0:.1f} Hz, "
+                 f"{summary.dropped} dropped, {summary.bytes / 1e6:.1f} MB, written in {summary.close_s:.2f} s")
+        if episode.flagged and not self.done:
+            self.asking = episode.index
+            self.say(f"episode {episode.index} is suspect: {episode.flagged}. Keep it? y / n")
+            return
+        self._next()
+
+    def _ask(self, keys: list[str]) -> None:
+        if "y" in keys:
+            self.asking = None
+            self._next()
+        elif "n" in keys:
+            self.asking = None
+            self._drop_last("")
+            self._next()
+
+    def _next(self) -> None:
+        if len(self.saved) >= self.episodes:
+            self.done = True
+        elif not self.done:
+            self.prompt()
+
+    def _drop_last(self, why: str) -> None:
+        index = self.saved.pop()
+        self.dataset.remove(index)
+        self.say(f"episode {index} discarded{' ' + why if why else ''}")

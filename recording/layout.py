@@ -1,0 +1,91 @@
+"""The rig's followers as ALOHA's 14-number rows: [left 6 joints, left gripper, right 6 joints, right gripper].
+
+Arm joints are radians; each gripper is its calibrated opening, 0 closed .. 1
+open, so episodes from rigs with different gripper ranges mean the same thing.
+The same layout turns a row back into follower commands (replay, deploy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration.file import ArmCalibration
+from calibration.poses import GRIPPER
+from robot.arm import ArmState
+
+SIDES = ("left", "right")
+
+
+@dataclass(frozen=True)
+class FollowerSlot:
+    arm: str
+    side: str
+    joint_names: tuple[str, ...]
+    calibration: ArmCalibration
+
+    @property
+    def gripper(self) -> int:
+        return self.joint_names.index(GRIPPER)
+
+    @property
+    def gripper_span(self) -> float:
+        return self.calibration.gripper_open - self.calibration.gripper_closed
+
+
+class StateLayout:
+    def __init__(self, slots: Sequence[FollowerSlot]) -> None:
+        self.slots = sorted(slots, key=lambda s: SIDES.index(s.side) if s.side in SIDES else len(SIDES))
+        self.names = tuple(f"{s.side}_{j}" for s in self.slots for j in s.joint_names)
+        self.dim = len(self.names)
+
+    @classmethod
+    def from_connected(cls, connected: object) -> StateLayout:
+        """The followers of a teleop.session.ConnectedRig, left before right."""
+        rig = connected.rig
+        return cls([FollowerSlot(a.name, a.side, connected.arms[a.name].joint_names, connected.calibrations[a.name])
+                    for a in rig.followers])
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return tuple(s.arm for s in self.slots)
+
+    def _row(self, per_arm: Mapping[str, np.ndarray], gripper: str) -> np.ndarray:
+        parts = []
+        for s in self.slots:
+            values = np.array(per_arm[s.arm], dtype=np.float64)
+            if gripper == "position":
+                values[s.gripper] = s.calibration.gripper_normalized(values[s.gripper])
+            elif gripper == "rate":
+                values[s.gripper] = values[s.gripper] / s.gripper_span
+            parts.append(values)
+        return np.concatenate(parts).astype(np.float32)
+
+    def qpos(self, states: Mapping[str, ArmState]) -> np.ndarray:
+        return self._row({s.arm: states[s.arm].position for s in self.slots}, "position")
+
+    def qvel(self, states: Mapping[str, ArmState]) -> np.ndarray:
+        return self._row({s.arm: states[s.arm].velocity for s in self.slots}, "rate")
+
+    def effort(self, states: Mapping[str, ArmState]) -> np.ndarray:
+        return self._row({s.arm: states[s.arm].effort for s in self.slots}, "raw")
+
+    def action(self, commands: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Follower commands (rad) as a row; grippers normalized."""
+        return self._row(commands, "position")
+
+    def commands(self, row: np.ndarray) -> dict[str, np.ndarray]:
+        """A row (action or qpos) back to follower commands in radians."""
+        row = np.asarray(row, dtype=np.float64)
+        if row.shape != (self.dim,):
+            raise ValueError(f"a row of this rig has {self.dim} values ({', '.join(self.names)}); got shape "
+                             f"{row.shape}")
+        out, start = {}, 0
+        for s in self.slots:
+            values = row[start:start + len(s.joint_names)].copy()
+            values[s.gripper] = s.calibration.gripper_radians(values[s.gripper])
+            out[s.arm] = values
+            start += len(s.joint_names)
+        return out

@@ -1,0 +1,145 @@
+"""EpisodeReader: one episode file, ours or one written by the original ALOHA/ACT scripts.
+
+Checks the layout when opened, so a truncated file, a missing dataset or a
+wrong shape is reported with the file and dataset named, before any training
+or replay starts. Low-dimensional arrays are read whole; images one step at a
+time (decoded when the file holds JPEG rows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import h5py
+import numpy as np
+
+
+class EpisodeFormatError(ValueError):
+    def __init__(self, path: Path | str, dataset: str, problem: str) -> None:
+        where = f"{path}: {dataset}" if dataset else str(path)
+        super().__init__(f"{where}: {problem}")
+        self.path, self.dataset, self.problem = Path(path), dataset, problem
+
+
+class EpisodeReader:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except FileNotFoundError:
+            raise EpisodeFormatError(self.path, "", "no such file") from None
+        except OSError as exc:
+            problem = f"not a readable HDF5 file (truncated or corrupt?): {exc}"
+            raise EpisodeFormatError(self.path, "", problem) from None
+        try:
+            self._check()
+        except BaseException:
+            self._file.close()
+            raise
+
+    # -- layout checks ----------------------------------------------------------------------------
+    def _dataset(self, name: str, *, required: bool = True) -> h5py.Dataset | None:
+        try:
+            item = self._file.get(name)
+        except (OSError, KeyError, RuntimeError) as exc:
+            raise EpisodeFormatError(self.path, name, f"cannot be read (truncated file?): {exc}") from None
+        if item is None:
+            if required:
+                raise EpisodeFormatError(self.path, name, "missing")
+            return None
+        if not isinstance(item, h5py.Dataset):
+            raise EpisodeFormatError(self.path, name, "is a group, expected a dataset")
+        return item
+
+    def _check(self) -> None:
+        qpos = self._dataset("/observations/qpos")
+        if qpos.ndim != 2:
+            raise EpisodeFormatError(self.path, "/observations/qpos", f"shape {qpos.shape}, expected (T, dim)")
+        self.length, self.dim = qpos.shape
+        for name in ("/observations/qvel", "/observations/effort", "/action"):
+            ds = self._dataset(name, required=name != "/observations/effort")  # ACT's sim episodes have no effort
+            if ds is not None and ds.shape[0] != self.length:
+                raise EpisodeFormatError(self.path, name, f"has {ds.shape[0]} steps, /observations/qpos has "
+                                         f"{self.length}")
+            if ds is not None and ds.ndim != 2:
+                raise EpisodeFormatError(self.path, name, f"shape {ds.shape}, expected (T, dim)")
+        self.action_dim = self._dataset("/action").shape[1]
+        self.compressed = bool(self._file.attrs.get("compress", False))
+        group = self._file.get("/observations/images")
+        names = list(group.keys()) if isinstance(group, h5py.Group) else []
+        stored_order = self._file.attrs.get("cameras")  # ours: the rig's order; ALOHA's: alphabetical
+        if stored_order is not None and set(map(str, stored_order)) == set(names):
+            names = [str(n) for n in stored_order]
+        self.camera_names = tuple(names)
+        self._images = {}
+        for cam in self.camera_names:
+            name = f"/observations/images/{cam}"
+            ds = self._dataset(name)
+            if ds.shape[0] != self.length:
+                raise EpisodeFormatError(self.path, name, f"has {ds.shape[0]} frames, the episode has "
+                                         f"{self.length} steps")
+            if ds.dtype != np.uint8:
+                raise EpisodeFormatError(self.path, name, f"dtype {ds.dtype}, expected uint8")
+            if self.compressed and ds.ndim != 2:
+                raise EpisodeFormatError(self.path, name, f"shape {ds.shape}: the file says compress=True, "
+                                         "expected (T, padded JPEG bytes)")
+            if not self.compressed and (ds.ndim != 4 or ds.shape[3] != 3):
+                raise EpisodeFormatError(self.path, name, f"shape {ds.shape}, expected (T, H, W, 3)")
+            self._images[cam] = ds
+
+    # -- contents ---------------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self._file.attrs.items()}
+
+    def array(self, name: str) -> np.ndarray:
+        """A whole low-dimensional dataset, e.g. "/observations/qpos", "/action", "/timestamps/control"."""
+        ds = self._dataset(name)
+        try:
+            return ds[()]
+        except OSError as exc:
+            raise EpisodeFormatError(self.path, name, f"cannot be read (truncated file?): {exc}") from None
+
+    def optional(self, name: str) -> np.ndarray | None:
+        return self.array(name) if name in self._file else None
+
+    @property
+    def qpos(self) -> np.ndarray:
+        return self.array("/observations/qpos")
+
+    @property
+    def action(self) -> np.ndarray:
+        return self.array("/action")
+
+    def image_size(self, cam: str) -> tuple[int, int]:
+        if not self.compressed:
+            return tuple(self._images[cam].shape[1:3])
+        return self.image(cam, 0).shape[:2] if self.length else (0, 0)
+
+    def image(self, cam: str, step: int) -> np.ndarray:
+        """(H, W, 3) uint8, RGB as recorded."""
+        if cam not in self._images:
+            raise EpisodeFormatError(self.path, f"/observations/images/{cam}", "missing; the file has cameras "
+                                     f"{', '.join(self.camera_names) or '(none)'}")
+        name = f"/observations/images/{cam}"
+        try:
+            row = self._images[cam][step]
+        except OSError as exc:
+            raise EpisodeFormatError(self.path, name, f"frame {step} cannot be read (truncated file?): {exc}") from None
+        if not self.compressed:
+            return row
+        image = cv2.imdecode(row, cv2.IMREAD_COLOR)  # trailing zero padding is ignored by the decoder
+        if image is None:
+            raise EpisodeFormatError(self.path, name, f"frame {step} is not a decodable JPEG")
+        return image
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> EpisodeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,104 @@
+"""Recording episodes into a dataset folder: the per-episode bookkeeping shared by every way of recording.
+
+`EpisodeSlot` opens a writer under the dataset's next episode name and, when the
+episode ends, closes it and adds it to dataset.json (or discards it). The
+hardware session (operator keys and gestures) and the simulated one (the
+scripted operator, seeded episodes) both go through it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from recording.dataset import Dataset, EpisodeInfo
+from recording.layout import StateLayout
+from recording.recorder import EpisodeRecorder
+from recording.writer import EpisodeWriter, WriteSummary
+from robot.cameras import Camera
+from robot.clock import PeriodSummary
+from teleop.loop import Step
+
+
+@dataclass(frozen=True)
+class RecordOptions:
+    compress: bool = True  # JPEG rows (ALOHA's compressed layout); False = raw frames
+    jpeg_quality: int = 50
+    min_rate_ratio: float = 0.95  # an episode whose loop rate fell below this share of the rig's is flagged
+
+
+class EpisodeSlot:
+    """One episode being recorded: its writer, its recorder (a loop observer), and its entry when done."""
+
+    def __init__(self, dataset: Dataset, layout: StateLayout, cameras: Mapping[str, Camera], options: RecordOptions,
+                 *, kind: str = "demo", attrs: Mapping[str, Any] | None = None,
+                 intervention: Callable[[], bool] | None = None) -> None:
+        self.dataset = dataset
+        self.index = dataset.next_index()
+        sizes = {name: tuple(dataset.info.image_size[name]) for name in cameras}
+        info = dataset.info
+        self.kind = kind
+        self.writer = EpisodeWriter(
+            dataset.path(self.index), sizes, compress=options.compress, jpeg_quality=options.jpeg_quality,
+            dim=layout.dim, attrs={"sim": info.rig == "sim", "fps": info.fps, "rig": info.rig,
+                                   "calibration": info.calibration, "kind": kind, "task": info.task,
+                                   "state_names": list(layout.names), **(attrs or {})})
+        self.recorder = EpisodeRecorder(layout, cameras, self.writer, intervention=intervention)
+        self.started = time.perf_counter()
+
+    def finish(self, *, loop: PeriodSummary | None = None, rate_hz: float, options: RecordOptions,
+               stop_reason: str, success: bool | None = None, seed: int | None = None,
+               attrs: Mapping[str, Any] | None = None, **info: Any) -> tuple[EpisodeInfo, WriteSummary]:
+        """Close the file (renamed into place) and add the episode to dataset.json."""
+        fps = None
+        flagged = []
+        if loop is not None and loop.steps > 1:
+            fps = loop.rate_hz
+            if fps < options.min_rate_ratio * rate_hz:
+                flagged.append(f"loop ran at {fps:.1f} Hz (< {options.min_rate_ratio * rate_hz:.1f})")
+        if self.writer.dropped:
+            flagged.append(f"{self.writer.dropped} steps dropped by the writer")
+        extra = {"stop_reason": stop_reason, "success": -1 if success is None else int(success),
+                 "seed": -1 if seed is None else seed, "achieved_fps": fps or 0.0, **(attrs or {})}
+        summary = self.writer.close(extra)
+        episode = EpisodeInfo(self.index, self.kind, summary.steps, success=success, seed=seed, fps=fps,
+                              dropped=summary.dropped, flagged="; ".join(flagged), bytes=summary.bytes, **info)
+        self.dataset.add(episode)
+        return episode, summary
+
+    def discard(self) -> None:
+        self.writer.discard()
+
+
+class ProgressLine:
+    """A refreshed status line while recording: step, achieved rate, dropped steps, repeated frames."""
+
+    def __init__(self, slot: EpisodeSlot, total_steps: int, every_s: float = 0.25) -> None:
+        self.slot = slot
+        self.total_steps = total_steps
+        self.every_s = every_s
+        self.enabled = sys.stderr.isatty()
+        self._last = 0.0
+        self._wall_start = time.perf_counter()
+
+    def __call__(self, step: Step) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self._last < self.every_s:
+            return
+        self._last = now
+        n = self.slot.recorder.steps
+        period = step.stats.last_period()
+        rate = 1.0 / period if period > 0 else 0.0
+        wall = n / max(now - self._wall_start, 1e-9)
+        sys.stderr.write(f"\r  episode {self.slot.index}: step {n:>5}/{self.total_steps}  {rate:5.1f} Hz "
+                         f"({wall:5.1f} steps/s wall)  dropped {self.slot.writer.dropped}  "
+                         f"repeated frames {self.slot.recorder.repeated_frames}   ")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 100 + "\r")
+            sys.stderr.flush()
