@@ -20,6 +20,7 @@ from robot.clock import RealClock
 from robot.dynamixel.errors import DynamixelError
 from robot.rig import Rig, load_rig
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
+from teleop.cli import raise_interrupt
 from teleop.keys import open_keys
 from teleop.loop import ControlLoop, Step, TeleopController, TooFarError
 from teleop.session import ConnectedRig, connect
@@ -171,14 +172,10 @@ def leader_grippers(connected: ConnectedRig):
     return openings
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     if args.episodes < 1:
         print("tandem-record: --episodes must be at least 1", file=sys.stderr)
         return 2
@@ -192,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             return record_sim(args, rig, options)
         return record_hardware(args, rig, options)
     except KeyboardInterrupt:
-        print("interrupted: the episode in progress was discarded; earlier episodes are kept", file=sys.stderr)
+        print("interrupted: finished episodes are kept", file=sys.stderr)
         return 130
     except (ValueError, DynamixelError, CalibrationError, DatasetError, TooFarError, OSError) as exc:
         print(f"tandem-record: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -16,9 +17,11 @@ from calibration.poses import GRIPPER
 from recording.cli import leader_grippers
 from recording.cli import main as record_main
 from recording.dataset import Dataset, DatasetInfo
+from recording.inspect import main as inspect_main
 from recording.keyed import KeyedRecording
 from recording.layout import StateLayout
 from recording.reader import EpisodeReader
+from recording.replay import main as replay_main
 from recording.session import EpisodeSlot, RecordOptions
 from robot.cameras import Frame
 from robot.clock import RealClock
@@ -196,3 +199,22 @@ def test_a_slow_episode_is_flagged_and_the_operator_asked(keyed_rig, tmp_path):
     assert session.saved == [0]  # the first was refused (n), its number taken again
     episode = Dataset.open(dataset.root).episode(0)
     assert "loop ran at" in episode.flagged
+
+
+def test_a_replayed_demo_succeeds_again_and_inspect_draws_it(tmp_path, capsys):
+    data = str(tmp_path / "d")
+    assert record_main(["--dataset", data, "--episodes", "1", "--image-size", "48x64", "--seed", "1"]) == 0
+    assert Dataset.open(data).episode(0).success  # the scripted operator's demonstration
+    capsys.readouterr()
+    assert replay_main(["--dataset", data, "--episode", "0"]) == 0
+    assert "max reward 4/4, success" in capsys.readouterr().out  # lockstep: the same actions, the same scene
+    assert inspect_main(["--dataset", data, "--episode", "0", "--out", str(tmp_path / "look")]) == 0
+    table = capsys.readouterr().out
+    assert "1 episodes (1 demo), 400 steps" in table and "cam_right_wrist (JPEG)" in table
+    plot = cv2.imread(str(tmp_path / "look" / "episode_0_joints.png"))
+    assert plot is not None and plot.shape[0] > 500
+    video = cv2.VideoCapture(str(tmp_path / "look" / "episode_0_cameras.mp4"))
+    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 400 and video.get(cv2.CAP_PROP_FRAME_WIDTH) == 4 * 320
+    video.release()
+    assert replay_main(["--dataset", data, "--episode", "9"]) == 1
+    assert "no episode 9 (episodes: 0)" in capsys.readouterr().err

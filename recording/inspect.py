@@ -1,0 +1,134 @@
+"""tandem-inspect: what a dataset holds, and for one episode a plot of its joints and a video of its cameras.
+
+The plot and the video are drawn with OpenCV (no plotting library needed): a
+PNG with one panel per joint (observed position and the action sent), and an
+MP4 of every camera side by side at the recorded rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from recording.dataset import Dataset, DatasetError
+from recording.reader import EpisodeFormatError, EpisodeReader
+
+PANEL = (150, 420)  # height, width of one joint's panel
+QPOS_COLOR, ACTION_COLOR = (200, 90, 20), (30, 140, 240)  # BGR: blue observed, orange action
+
+
+def summary_table(dataset: Dataset) -> str:
+    rows = [("episode", "kind", "steps", "seconds", "fps", "dropped", "success", "MB", "flagged")]
+    fps = dataset.info.fps
+    total_steps = total_bytes = 0
+    for e in dataset.episodes():
+        size = dataset.path(e.index).stat().st_size if dataset.path(e.index).exists() else e.bytes
+        success = "-" if e.success is None else ("yes" if e.success else "no")
+        rows.append((str(e.index), e.kind, str(e.length), f"{e.length / fps:.1f}",
+                     f"{e.fps:.1f}" if e.fps else "-", str(e.dropped), success, f"{size / 1e6:.1f}", e.flagged))
+        total_steps += e.length
+        total_bytes += size
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if i < 8 else c for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+             for r in rows]
+    kinds = {k: len(dataset.episodes([k])) for k in ("demo", "correction", "rollout")}
+    info = dataset.info
+    head = (f"{dataset.root}: rig {info.rig}, {info.fps:g} Hz, cameras {', '.join(info.cameras) or 'none'} "
+            f"({'JPEG' if info.compress else 'raw'}), task {info.task or '-'}")
+    foot = (f"{len(dataset.episodes())} episodes ({', '.join(f'{n} {k}' for k, n in kinds.items() if n)}), "
+            f"{total_steps} steps = {total_steps / fps / 60:.1f} min, {total_bytes / 1e9:.2f} GB")
+    return "\n".join([head, *lines, foot])
+
+
+def plot_joints(reader: EpisodeReader, path: Path) -> None:
+    qpos, action = reader.qpos, reader.action
+    names = [str(n) for n in reader.attrs.get("state_names", [f"joint {i}" for i in range(reader.dim)])]
+    columns = 2
+    rows = -(-reader.dim // columns)
+    ph, pw = PANEL
+    canvas = np.full((rows * ph + 30, columns * pw, 3), 255, np.uint8)
+    cv2.putText(canvas, f"{reader.path.name}: observed (blue) and action (orange)", (10, 20),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    for j in range(reader.dim):
+        y0, x0 = 30 + (j % rows) * ph, (j // rows) * pw
+        series = [qpos[:, j]] + ([action[:, j]] if j < action.shape[1] else [])
+        lo = min(float(s.min()) for s in series) if len(qpos) else 0.0
+        hi = max(float(s.max()) for s in series) if len(qpos) else 1.0
+        hi = hi if hi > lo else lo + 1e-3
+        cv2.rectangle(canvas, (x0 + 40, y0 + 15), (x0 + pw - 10, y0 + ph - 15), (220, 220, 220), 1)
+        cv2.putText(canvas, f"{names[j]}  [{lo:.2f}, {hi:.2f}]", (x0 + 45, y0 + 12), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.38, (0, 0, 0), 1, cv2.LINE_AA)
+        for values, color in zip(series, (QPOS_COLOR, ACTION_COLOR), strict=False):
+            if len(values) < 2:
+                continue
+            xs = x0 + 40 + np.linspace(0, pw - 50, len(values))
+            ys = y0 + ph - 15 - (values - lo) / (hi - lo) * (ph - 30)
+            points = np.stack([xs, ys], axis=1).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(canvas, [points], False, color, 1, cv2.LINE_AA)
+    if not cv2.imwrite(str(path), canvas):
+        raise OSError(f"{path}: could not write the plot")
+
+
+def camera_video(reader: EpisodeReader, path: Path, fps: float, height: int = 240) -> int:
+    """Every camera side by side, scaled to `height`; returns the frames written."""
+    cams = reader.camera_names
+    if not cams or reader.length == 0:
+        return 0
+    sizes = [reader.image_size(c) for c in cams]
+    widths = [round(w * height / h) for h, w in sizes]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (sum(widths), height))
+    if not writer.isOpened():
+        raise OSError(f"{path}: OpenCV could not open an MP4 writer")
+    try:
+        for step in range(reader.length):
+            tiles = [cv2.resize(reader.image(c, step), (w, height), interpolation=cv2.INTER_AREA)
+                     for c, w in zip(cams, widths, strict=True)]
+            writer.write(cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return reader.length
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tandem-inspect",
+        description="Summarize a dataset: episodes, lengths, achieved rate, dropped steps, kinds, success, size. "
+        "With --episode K, also write episode_K_joints.png (each joint's observed position and action over "
+        "time) and episode_K_cameras.mp4 (the cameras side by side) into --out.",
+    )
+    parser.add_argument("--dataset", required=True, help="dataset folder (ours, or one recorded by ALOHA's scripts)")
+    parser.add_argument("--episode", type=int, help="episode to plot and render")
+    parser.add_argument("--out", help="where to write the plot and video (default: the dataset folder)")
+    parser.add_argument("--no-video", action="store_true", help="write the plot only")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        dataset = Dataset.open(args.dataset)
+        print(summary_table(dataset))
+        if args.episode is None:
+            return 0
+        out = Path(args.out) if args.out else dataset.root
+        out.mkdir(parents=True, exist_ok=True)
+        with EpisodeReader(dataset.path(dataset.episode(args.episode).index)) as reader:
+            plot = out / f"episode_{args.episode}_joints.png"
+            plot_joints(reader, plot)
+            print(f"wrote {plot}")
+            if not args.no_video:
+                video = out / f"episode_{args.episode}_cameras.mp4"
+                frames = camera_video(reader, video, dataset.info.fps)
+                print(f"wrote {video} ({frames} frames)" if frames else "no cameras in this episode: no video")
+        return 0
+    except (DatasetError, EpisodeFormatError, OSError) as exc:
+        print(f"tandem-inspect: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""tandem-replay: a recorded episode's actions sent to the followers again, at the recorded rate.
+
+The followers first move slowly to the episode's first action (or the replay is
+refused when a joint is too far away), then the loop sends one recorded row per
+step, through the same limits and per-step clamp as teleop. On the simulated rig
+the world is reset to the episode's seed first, so a demonstration replays into
+the same scene and its reward is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Mapping
+
+import numpy as np
+
+from calibration.file import CalibrationError
+from recording.dataset import Dataset, DatasetError
+from recording.layout import StateLayout
+from recording.reader import EpisodeFormatError, EpisodeReader
+from robot.arm import ArmState
+from robot.clock import RealClock
+from robot.dynamixel.errors import DynamixelError
+from robot.rig import load_rig
+from teleop.cli import raise_interrupt
+from teleop.loop import ControlLoop, TooFarError
+from teleop.session import ConnectedRig, connect
+
+
+class ReplayController:
+    """Holds the first row until `play()`, then gives one row per step and the last one after the end."""
+
+    def __init__(self, layout: StateLayout, actions: np.ndarray) -> None:
+        self.layout = layout
+        self.actions = actions
+        self.next = 0
+        self.playing = False
+
+    def play(self) -> None:
+        self.playing = True
+
+    @property
+    def finished(self) -> bool:
+        return self.next >= len(self.actions)
+
+    def targets(self, states: Mapping[str, ArmState]) -> dict[str, np.ndarray]:
+        row = self.actions[min(self.next, len(self.actions) - 1)]
+        if self.playing:
+            self.next += 1
+        return self.layout.commands(row)
+
+
+def check_layout(reader: EpisodeReader, layout: StateLayout) -> None:
+    names = reader.attrs.get("state_names")
+    if reader.action_dim != layout.dim:
+        raise EpisodeFormatError(reader.path, "/action", f"rows have {reader.action_dim} values; this rig's "
+                                 f"followers take {layout.dim} ({', '.join(layout.names)})")
+    if names is not None and tuple(map(str, names)) != layout.names:
+        raise EpisodeFormatError(reader.path, "state_names", f"recorded as {', '.join(map(str, names))}; this "
+                                 f"rig has {', '.join(layout.names)}")
+
+
+def replay(connected: ConnectedRig, actions: np.ndarray, clock: object, *, rate_hz: float, max_step_rad: float,
+           approach_speed: float, refuse_above: float) -> ControlLoop:
+    layout = StateLayout.from_connected(connected)
+    controller = ReplayController(layout, actions)
+    loop = ControlLoop(connected.follower_arms(), controller, connected.limits(), clock, rate_hz=rate_hz,
+                       max_step_rad=max_step_rad)
+    try:
+        loop.approach(approach_speed, refuse_above)
+        loop.reset_stats()
+        controller.play()
+        loop.run(lambda step: controller.finished)
+    finally:
+        loop.close()
+    return loop
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tandem-replay",
+        description="Replay a recorded episode's actions on the followers at the recorded rate, after a slow "
+        "move to its first pose. Ctrl-C stops with the followers holding. With --rig sim the world is reset to "
+        "the episode's seed and the task's reward is printed at the end.",
+    )
+    parser.add_argument("--dataset", required=True, help="dataset folder")
+    parser.add_argument("--episode", type=int, required=True, help="episode number")
+    parser.add_argument("--rig", default="sim", help="rig YAML file, or a preset: aloha, sim (default: sim)")
+    parser.add_argument("--max-step", type=float, default=0.1, metavar="RAD",
+                        help="largest change of a follower joint per step, rad (default 0.1)")
+    parser.add_argument("--approach-speed", type=float, default=0.5, metavar="RAD_S",
+                        help="joint speed of the move to the first pose, rad/s (default 0.5)")
+    parser.add_argument("--refuse-above", type=float, default=1.5, metavar="RAD",
+                        help="refuse if a joint is further than this from the first pose (default 1.5)")
+    parser.add_argument("--realtime", action="store_true", help="sim: pace the simulation at wall-clock speed")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        dataset = Dataset.open(args.dataset)
+        reader = EpisodeReader(dataset.path(dataset.episode(args.episode).index))
+        with reader:
+            actions = reader.action.astype(np.float64)
+            attrs = reader.attrs
+            rig = load_rig(args.rig)
+            rate = float(attrs.get("fps", rig.control_hz))
+            options = dict(rate_hz=rate, max_step_rad=args.max_step, approach_speed=args.approach_speed,
+                           refuse_above=args.refuse_above)
+            if rig.virtual and any(c.device == "sim" for c in rig.cameras):
+                return _replay_sim(args, rig, reader, actions, attrs, dataset.info.task, options)
+            with connect(rig) as connected:
+                check_layout(reader, StateLayout.from_connected(connected))
+                print(f"replaying episode {args.episode} ({len(actions)} steps at {rate:g} Hz)")
+                loop = replay(connected, actions, RealClock(), **options)
+                print(f"done: {loop.summary().line()}")
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted; followers held, then released", file=sys.stderr)
+        return 130
+    except (DatasetError, EpisodeFormatError, ValueError, DynamixelError, CalibrationError, TooFarError) as exc:
+        print(f"tandem-replay: {exc}", file=sys.stderr)
+        return 1
+
+
+def _replay_sim(args, rig, reader, actions, attrs, task, options) -> int:
+    from robot.sim.sim_clock import SimClock
+    from robot.sim.tasks import TASK_NAMES
+    from robot.sim.world_process import SimWorldProcess
+
+    task = str(attrs.get("task", task))
+    if task not in TASK_NAMES:
+        raise ValueError(f"{reader.path}: task {task!r} is not a simulated task ({', '.join(TASK_NAMES)})")
+    seed = int(attrs.get("seed", -1))
+    world = SimWorldProcess(rig, task, cameras=False, operator="off")
+    with world as live, connect(live, **world.bus_options) as connected:
+        check_layout(reader, StateLayout.from_connected(connected))
+        status = world.reset(max(seed, 0))
+        print(f"replaying episode {args.episode} ({len(actions)} steps) in {task}, seed {max(seed, 0)}")
+        replay(connected, actions, SimClock(world, status.time, realtime=args.realtime), **options)
+        status = world.status()
+    print(f"done: max reward {status.max_reward}/4, {'success' if status.success else 'failure'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
