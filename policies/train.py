@@ -1,0 +1,303 @@
+"""The training loop: one function, top to bottom, from this laptop's CPU to torchrun on a cluster.
+
+Each step draws a batch of frames, runs the policy's forward (its own loss),
+clips the gradient and steps AdamW (backbone at its own learning rate) under a
+warm-up-then-cosine schedule. Under torchrun every process trains on its own
+share of the samples, DistributedDataParallel all-reduces the gradients, and
+rank 0 alone validates, logs and writes checkpoints. `last/` is written every
+`save_every` steps and at the end (it carries the optimizer state for
+--resume); `best/` whenever the validation loss improves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from policies.checkpoint import load_checkpoint, save_checkpoint
+from policies.config import PolicyConfig
+from policies.dataset import EpisodeDataset, compute_stats, dataset_digest, load_episodes, split_episodes
+from policies.registry import make_policy
+from policies.resnet import load_pretrained_backbone
+from recording.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    dataset: Path
+    out: Path
+    policy: PolicyConfig
+    steps: int = 2000
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    val_every: int = 250
+    val_batches: int = 10
+    save_every: int = 500
+    log_every: int = 10
+    correction_weight: float = 1.0
+    kinds: tuple[str, ...] = ("demo", "correction")
+    workers: int = 2
+    cache_images: bool = False
+    seed: int = 0
+    resume: bool = False
+    pretrained_backbone: Path | None = None
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    step: int
+    train_loss: float
+    best_val_loss: float | None
+    samples_per_s: float
+    out: Path
+    world_size: int = 1
+    rank_divergence: float = 0.0  # largest parameter difference between processes; 0 when data-parallel works
+
+
+class WeightedSampler(Sampler[int]):
+    """Frames drawn with replacement in proportion to their weights; each rank draws its own stream."""
+
+    def __init__(self, weights: np.ndarray, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        self.seed, self.rank, self.n = seed, rank, math.ceil(len(weights) / world_size)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch * 1_009 + self.rank)
+        return iter(torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist())
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up to 1, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _batches(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
+    epoch = 0
+    while True:
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def train(s: TrainSettings) -> TrainResult:
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = _device(s.device)
+    if distributed:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    main_process = rank == 0
+    try:
+        return _train(s, device, rank, world, main_process, distributed)
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+
+
+def _train(s: TrainSettings, device: torch.device, rank: int, world: int, main_process: bool,
+           distributed: bool) -> TrainResult:
+    torch.manual_seed(s.seed)
+    dataset = Dataset.open(s.dataset)
+    indices = [e.index for e in dataset.episodes(s.kinds)]
+    train_ids, val_ids = split_episodes(indices, s.val_fraction, s.seed)
+    config = s.policy
+    start_step, stats, resumed, best_val = 0, None, None, None
+    last_dir, best_dir = s.out / "last", s.out / "best"
+    if s.resume:
+        if not last_dir.is_dir():
+            raise FileNotFoundError(f"{last_dir}: no checkpoint to resume from; train without --resume first")
+        resumed = load_checkpoint(last_dir)
+        config, stats, start_step = resumed.config, resumed.stats, resumed.meta.step
+        best_val = resumed.meta.extra.get("best_val_loss")
+    if stats is None:
+        stats = compute_stats(load_episodes(dataset, train_ids))
+    data = EpisodeDataset(dataset, train_ids, camera_names=config.camera_names, image_size=config.image_size,
+                          chunk_size=config.chunk_size, stats=stats, cache_images=s.cache_images)
+    val = (EpisodeDataset(dataset, val_ids, camera_names=config.camera_names, image_size=config.image_size,
+                          chunk_size=config.chunk_size, stats=stats, cache_images=s.cache_images)
+           if val_ids and main_process else None)
+    if s.correction_weight != 1.0:
+        sampler = WeightedSampler(data.frame_weights(s.correction_weight), s.seed, rank, world)
+    else:
+        sampler = DistributedSampler(data, world, rank, shuffle=True, seed=s.seed, drop_last=True) if distributed \
+            else None
+    loader = DataLoader(data, batch_size=config.batch_size, sampler=sampler, shuffle=sampler is None,
+                        num_workers=s.workers, drop_last=True, persistent_workers=s.workers > 0,
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(s.seed + rank))
+    if len(loader) == 0:
+        raise ValueError(f"{s.dataset}: {len(data)} training frames are fewer than one batch of "
+                         f"{config.batch_size} per process")
+
+    policy = make_policy(config).to(device)
+    if resumed is not None:
+        policy.load_state_dict(resumed.policy.state_dict())
+    elif s.pretrained_backbone is not None:
+        if policy.backbone is None:
+            raise ValueError("--pretrained-backbone given, but this policy uses no cameras (no backbone)")
+        load_pretrained_backbone(policy.backbone, s.pretrained_backbone)
+    optimizer = torch.optim.AdamW(policy.param_groups(), weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s.warmup_steps, s.steps))
+    if resumed is not None and (state := resumed.optimizer_state()) is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+    model = DistributedDataParallel(policy) if distributed else policy
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                if device.type == "cuda" and torch.cuda.is_bf16_supported() else contextlib.nullcontext())
+    digest = dataset_digest(dataset, train_ids)
+    log = _Log(s.out, main_process, start_step, s.steps, s.progress)
+
+    def save(directory: Path, step: int) -> None:
+        save_checkpoint(directory, policy, config, stats, step=step, dataset_digest=digest, optimizer=optimizer,
+                        scheduler=scheduler, extra={"best_val_loss": best_val, "train_episodes": train_ids,
+                                                    "val_episodes": val_ids, "dataset": str(s.dataset)})
+
+    batches = _batches(loader)
+    step, loss_value, started, samples = start_step, float("nan"), time.perf_counter(), 0
+    policy.train()
+    while step < s.steps:
+        batch = _to(next(batches), device)
+        with autocast:
+            loss, metrics = model(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), s.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        samples += config.batch_size * world
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"the loss became {loss_value} at step {step}; lower the learning rate")
+        rate = samples / (time.perf_counter() - started)
+        if step % s.log_every == 0 or step == s.steps:
+            log.write(step, {**metrics, "loss": loss_value, "grad_norm": float(grad_norm),
+                             "lr": scheduler.get_last_lr()[-1], "samples_per_s": rate})
+        log.progress(step, loss_value, rate)
+        if main_process and val is not None and (step % s.val_every == 0 or step == s.steps):
+            val_loss = validate(policy, val, config.batch_size, s.val_batches, device, s.seed)
+            log.write(step, {"val_loss": val_loss})
+            if best_val is None or val_loss < best_val:
+                best_val = val_loss
+                save(best_dir, step)
+        if main_process and (step % s.save_every == 0 or step == s.steps):
+            save(last_dir, step)
+    if main_process and val is None:  # nothing to validate on: the last checkpoint is the best we know
+        save(best_dir, step)
+    log.close()
+    data.close()
+    divergence = parameter_divergence(policy) if distributed else 0.0
+    return TrainResult(step, loss_value, best_val, samples / max(time.perf_counter() - started, 1e-9), s.out,
+                       world, divergence)
+
+
+def parameter_divergence(policy: torch.nn.Module) -> float:
+    """Largest difference of any parameter between the processes (all of them take part)."""
+    flat = torch.cat([p.detach().float().flatten() for p in policy.parameters()])
+    high, low = flat.clone(), flat.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return float((high - low).abs().max())
+
+
+@torch.no_grad()
+def validate(policy: torch.nn.Module, data: EpisodeDataset, batch_size: int, batches: int, device: torch.device,
+             seed: int) -> float:
+    """Mean loss over a fixed, seeded set of validation frames (eval mode: no dropout, posterior mean)."""
+    was_training = policy.training
+    policy.eval()
+    g = np.random.default_rng(seed)
+    picks = g.choice(len(data), size=min(len(data), batch_size * batches), replace=False)
+    losses = []
+    for start in range(0, len(picks), batch_size):
+        items = [data[int(i)] for i in picks[start:start + batch_size]]
+        batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+        loss, _ = policy(batch)
+        losses.append(float(loss) * len(items))
+    policy.train(was_training)
+    return sum(losses) / len(picks)
+
+
+class _Log:
+    """metrics.jsonl (always), TensorBoard (when installed) and a progress bar, on rank 0 only."""
+
+    def __init__(self, out: Path, enabled: bool, start: int, total: int, progress: bool) -> None:
+        self.enabled = enabled
+        self.bar = self.tb = self.file = None
+        if not enabled:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        self.file = open(out / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:
+            pass
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+
+    def write(self, step: int, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, float(v), step)
+
+    def progress(self, step: int, loss: float, rate: float) -> None:
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}", refresh=False)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self.file is not None:
+            self.file.close()

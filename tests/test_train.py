@@ -1,0 +1,136 @@
+"""The episode loader and the trainer on a dataset recorded on the simulated rig, and on ALOHA's files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from aloha_files import CAMS, aloha_compressed, scene
+
+from policies.checkpoint import load_checkpoint
+from policies.cli import main as train_main
+from policies.config import preset
+from policies.dataset import EpisodeDataset, compute_stats, load_episodes, split_episodes
+from recording.cli import main as record_main
+from recording.dataset import Dataset
+
+TINY = ["--preset", "tiny", "--workers", "0", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def sim_dataset(tmp_path_factory):
+    """Two 4 s demonstrations by the scripted operator, four cameras at 48x64, JPEG."""
+    root = tmp_path_factory.mktemp("sim") / "demos"
+    assert record_main(["--dataset", str(root), "--episodes", "2", "--seconds", "4", "--image-size", "48x64"]) == 0
+    return root
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_samples_cover_every_frame_with_chunks_padded_at_the_end(sim_dataset):
+    dataset = Dataset.open(sim_dataset)
+    episodes = load_episodes(dataset, [0, 1])
+    stats = compute_stats(episodes)
+    data = EpisodeDataset(dataset, [0, 1], camera_names=("cam_high", "cam_left_wrist"), image_size=(32, 40),
+                          chunk_size=10, stats=stats)
+    assert len(data) == 400 and data.locate(200) == (1, 0)
+    sample = data[199]  # the last frame of episode 0: one real action, nine padded
+    assert sample["images"].shape == (2, 3, 32, 40) and sample["images"].dtype == torch.float32
+    assert 0.0 <= float(sample["images"].min()) and float(sample["images"].max()) <= 1.0
+    assert sample["is_pad"].tolist() == [False] + [True] * 9
+    expected = stats.normalize_action(episodes[0].action[199])
+    assert np.allclose(sample["action"][0].numpy(), expected, atol=1e-6)
+    assert np.allclose(sample["qpos"].numpy(), stats.normalize_qpos(episodes[0].qpos[199]), atol=1e-6)
+    cached = EpisodeDataset(dataset, [0, 1], camera_names=("cam_high", "cam_left_wrist"), image_size=(32, 40),
+                            chunk_size=10, stats=stats, cache_images=True)
+    assert torch.equal(cached[123]["images"], data[123]["images"])  # the cache holds what decoding gives
+    assert list((sim_dataset / ".cache").rglob("*.npy"))
+    with pytest.raises(ValueError, match="has no cam_elsewhere"):
+        EpisodeDataset(dataset, [0], camera_names=("cam_elsewhere",), image_size=(32, 40), chunk_size=10,
+                       stats=stats)
+
+
+def test_split_is_by_episode_and_seeded():
+    train, val = split_episodes(range(20), 0.2, seed=3)
+    assert len(val) == 4 and not set(train) & set(val) and sorted(train + val) == list(range(20))
+    assert split_episodes(range(20), 0.2, seed=3) == (train, val)
+    assert split_episodes(range(20), 0.2, seed=4) != (train, val)
+    assert split_episodes([7], 0.5, seed=0) == ([7], [])
+
+
+def test_the_loader_reads_aloha_compressed_files(tmp_path):
+    for i in range(2):
+        aloha_compressed(tmp_path / f"episode_{i}.hdf5", steps=12)
+    dataset = Dataset.open(tmp_path)  # no dataset.json: indexed from the files
+    stats = compute_stats(load_episodes(dataset, [0, 1]))
+    data = EpisodeDataset(dataset, [0, 1], camera_names=CAMS, image_size=(48, 64), chunk_size=4, stats=stats)
+    images = data[12 + 5]["images"]
+    assert images.shape == (4, 3, 48, 64)
+    original = torch.from_numpy(scene(5, 2)).permute(2, 0, 1).float() / 255
+    assert (images[2] - original).abs().mean() < 0.03  # within JPEG tolerance
+
+
+def test_a_tiny_act_overfits_two_sim_episodes(sim_dataset, tmp_path):
+    out = tmp_path / "run"
+    code = train_main(["--dataset", str(sim_dataset), "--out", str(out), *TINY, "--steps", "300",
+                       "--val-fraction", "0", "--warmup-steps", "20", "--lr", "3e-3", "--kl-weight", "0.1",
+                       "--lr-backbone", "0"])  # a frozen (random) ResNet: the transformer and heads still fit
+    assert code == 0
+    l1 = [m["l1"] for m in metrics(out) if "l1" in m]
+    start, end = np.mean(l1[:2]), np.mean(l1[-3:])
+    assert end < 0.35 * start, (start, end)
+    checkpoint = load_checkpoint(out / "best")
+    assert checkpoint.meta.step == 300 and checkpoint.meta.camera_names == ("cam_high",)
+
+
+def test_resume_continues_from_the_saved_step(sim_dataset, tmp_path):
+    out = tmp_path / "run"
+    assert train_main(["--dataset", str(sim_dataset), "--out", str(out), *TINY, "--steps", "20",
+                       "--save-every", "10", "--val-every", "10"]) == 0
+    first = load_checkpoint(out / "last")
+    assert first.meta.step == 20
+    assert train_main(["--dataset", str(sim_dataset), "--out", str(out), *TINY, "--steps", "30", "--resume",
+                       "--save-every", "10", "--val-every", "10"]) == 0
+    steps = [m["step"] for m in metrics(out) if "loss" in m]
+    assert steps == [10, 20, 30]  # the second run logged from step 21 on
+    resumed = load_checkpoint(out / "last")
+    assert resumed.meta.step == 30 and resumed.optimizer_state()["scheduler"]["last_epoch"] == 30
+    assert json.dumps(resumed.stats.to_dict()) == json.dumps(first.stats.to_dict())  # the stats it began with
+
+
+def test_resume_without_a_checkpoint_is_refused(sim_dataset, tmp_path, capsys):
+    assert train_main(["--dataset", str(sim_dataset), "--out", str(tmp_path / "none"), *TINY, "--resume"]) == 1
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_two_gloo_processes_under_torchrun_keep_identical_parameters(sim_dataset, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29517", "-m", "policies.cli", "--dataset", str(sim_dataset),
+                          "--out", str(out), *TINY, "--steps", "8", "--val-every", "4"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for rank in (0, 1):
+        assert f"rank {rank}: parameters differ across the 2 processes by at most 0\n" in run.stdout
+    assert load_checkpoint(out / "last").meta.step == 8  # rank 0 wrote it
+
+
+def test_a_state_only_policy_and_the_bc_baseline_train(sim_dataset, tmp_path):
+    for policy, cameras in (("act", "none"), ("bc_convmlp", "cam_high")):
+        out = tmp_path / policy
+        assert train_main(["--dataset", str(sim_dataset), "--out", str(out), *TINY, "--steps", "5",
+                           "--policy", policy, "--cameras", cameras]) == 0
+        assert load_checkpoint(out / "last").config.policy == policy
+
+
+def test_presets_build():
+    assert preset("small").chunk_size < preset("paper").chunk_size == 100
