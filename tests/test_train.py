@@ -17,6 +17,7 @@ from policies.checkpoint import load_checkpoint
 from policies.cli import main as train_main
 from policies.config import preset
 from policies.dataset import EpisodeDataset, compute_stats, load_episodes, split_episodes
+from policies.train import WeightedSampler, lr_factor
 from recording.cli import main as record_main
 from recording.dataset import Dataset
 
@@ -134,3 +135,22 @@ def test_a_state_only_policy_and_the_bc_baseline_train(sim_dataset, tmp_path):
 
 def test_presets_build():
     assert preset("small").chunk_size < preset("paper").chunk_size == 100
+
+
+def test_corrections_are_drawn_by_their_weight():
+    weights = np.array([1.0] * 90 + [5.0] * 10)  # 90 demo frames, 10 correction frames weighted 5x
+    sampler = WeightedSampler(weights, seed=1)
+    drawn = []
+    for epoch in range(40):
+        sampler.set_epoch(epoch)
+        drawn += list(sampler)
+    share = np.mean(np.array(drawn) >= 90)
+    assert abs(share - 50 / 140) < 0.03, share  # 10*5 of 90+50
+    ranks = [list(WeightedSampler(weights, seed=1, rank=r, world_size=2)) for r in (0, 1)]
+    assert len(ranks[0]) == 50 and ranks[0] != ranks[1]
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    factors = [lr_factor(step, 10, 100) for step in range(101)]
+    assert factors[0] == 0.1 and factors[9] == 1.0 and factors[10] == 1.0
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False)) and factors[100] == 0.0
