@@ -126,8 +126,11 @@ class EpisodeDataset(TorchDataset):
         sample = {"qpos": torch.from_numpy(self._qpos[e][t]), "action": torch.from_numpy(chunk),
                   "is_pad": torch.from_numpy(is_pad)}
         if self.camera_names:
-            images = self._cache[e][t] if self._cache else np.stack([self._image(e, c, t) for c in self.camera_names])
-            sample["images"] = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+            if self._cache:
+                images = np.array(self._cache[e][t])  # a copy: the memory-mapped cache is read-only
+            else:
+                images = np.stack([self._image(e, c, t) for c in self.camera_names])
+            sample["images"] = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
         return sample
 
     # -- images -------------------------------------------------------------------------------------
