@@ -9,16 +9,9 @@ from pathlib import Path
 
 from policies.checkpoint import CheckpointError
 from policies.config import PRESETS, preset
+from recording.cli import image_size
 from recording.dataset import DatasetError
 from recording.reader import EpisodeFormatError
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-        return h, w
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHTxWIDTH, e.g. 240x320") from None
 
 
 def _assignment(text: str) -> tuple[str, str]:
@@ -53,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kl-weight", type=float, help="ACT's KL weight (default: the preset's)")
     parser.add_argument("--cameras", help="comma-separated cameras to use (default: the preset's four); "
                         "'none' for a state-only policy")
-    parser.add_argument("--image-size", type=_size, metavar="HxW", help="training image size (default: the preset's)")
+    parser.add_argument("--image-size", type=image_size, metavar="HxW",
+                        help="training image size (default: the preset's)")
     parser.add_argument("--set", type=_assignment, action="append", default=[], metavar="FIELD=VALUE",
                         help="any other policy config field, e.g. --set dec_layers=1 (repeatable)")
     parser.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up before cosine decay")

@@ -26,7 +26,8 @@ from teleop.loop import ControlLoop, Step, TeleopController, TooFarError
 from teleop.session import ConnectedRig, connect
 
 
-def _image_size(text: str) -> tuple[int, int]:
+def image_size(text: str) -> tuple[int, int]:
+    """argparse type for HEIGHTxWIDTH."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim = parser.add_argument_group("simulated rig (--rig sim)")
     sim.add_argument("--task", choices=TASK_NAMES, default="transfer_cube", help="default transfer_cube")
     sim.add_argument("--seed", type=int, default=0, help="seed of the first episode; the next ones count up")
-    sim.add_argument("--image-size", type=_image_size, metavar="HxW",
+    sim.add_argument("--image-size", type=image_size, metavar="HxW",
                      help="rendered camera size (default: the rig file's, 480x640)")
     sim.add_argument("--realtime", action="store_true", help="pace the simulation at wall-clock speed")
     parser.add_argument("-v", "--verbose", action="store_true", help="log bus retries")
