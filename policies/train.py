@@ -126,16 +126,15 @@ def train(s: TrainSettings) -> TrainResult:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
-    main_process = rank == 0
     try:
-        return _train(s, device, rank, world, main_process, distributed)
+        return _train(s, device, rank, world, distributed)
     finally:
         if distributed:
             dist.destroy_process_group()
 
 
-def _train(s: TrainSettings, device: torch.device, rank: int, world: int, main_process: bool,
-           distributed: bool) -> TrainResult:
+def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distributed: bool) -> TrainResult:
+    main_process = rank == 0  # validates, logs and writes checkpoints
     torch.manual_seed(s.seed)
     dataset = Dataset.open(s.dataset)
     indices = [e.index for e in dataset.episodes(s.kinds)]

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from calibration.file import CalibrationError
 from calibration.poses import GRIPPER
 from recording.dataset import Dataset, DatasetError, DatasetInfo, calibration_digest
-from recording.keyed import KeyedRecording
+from recording.keyed import START_KEYS, KeyedRecording
 from recording.layout import StateLayout
 from recording.session import EpisodeSlot, ProgressLine, RecordOptions
 from robot.cameras import Camera
@@ -150,9 +150,8 @@ def record_hardware(args: argparse.Namespace, rig: Rig, options: RecordOptions) 
         loop.reset_stats()
         session = KeyedRecording(dataset, StateLayout.from_connected(connected), cameras, options,
                                  episodes=args.episodes, steps=steps, rate_hz=rig.control_hz, keys=keys.events,
-                                 leader_grippers=None if args.start == "key" else leader_grippers(connected))
-        if args.start == "gesture":
-            session.keys = lambda: [k for k in keys.events() if k not in ("space", "enter")]
+                                 leader_grippers=None if args.start == "key" else leader_grippers(connected),
+                                 start_keys=() if args.start == "gesture" else START_KEYS)
         loop.observers.append(session)
         try:
             loop.run(session.until)

@@ -29,7 +29,8 @@ GESTURE_REARM = 0.5  # ...once they have been opened past this since the last ep
 class KeyedRecording:
     def __init__(self, dataset: Dataset, layout: StateLayout, cameras: Mapping[str, Camera], options: RecordOptions,
                  *, episodes: int, steps: int, rate_hz: float, keys: Callable[[], list[str]],
-                 leader_grippers: Callable[[Step], list[float]] | None, say: Callable[[str], None] = print) -> None:
+                 leader_grippers: Callable[[Step], list[float]] | None, start_keys: tuple[str, ...] = START_KEYS,
+                 say: Callable[[str], None] = print) -> None:
         self.dataset = dataset
         self.layout = layout
         self.cameras = cameras
@@ -39,6 +40,7 @@ class KeyedRecording:
         self.rate_hz = rate_hz
         self.keys = keys
         self.leader_grippers = leader_grippers  # None: start by key only
+        self.start_keys = start_keys  # empty: start by the gesture only
         self.say = say
         self.saved: list[int] = []
         self.slot: EpisodeSlot | None = None
@@ -50,8 +52,10 @@ class KeyedRecording:
         self.prompt()
 
     def prompt(self) -> None:
-        gesture = " or close both leader grippers" if self.leader_grippers else ""
-        self.say(f"episode {len(self.saved) + 1}/{self.episodes}: press space{gesture} to start "
+        ways = ["press space"] if self.start_keys else []
+        if self.leader_grippers is not None:
+            ways.append("close both leader grippers")
+        self.say(f"episode {len(self.saved) + 1}/{self.episodes}: {' or '.join(ways)} to start "
                  f"({RERECORD_KEY}: re-record the last, {DISCARD_KEY}: discard the last, q: quit)")
 
     # -- the loop's observer and stop condition ----------------------------------------------------
@@ -89,7 +93,7 @@ class KeyedRecording:
             if not self._armed and min(openings) > GESTURE_REARM:
                 self._armed = True
             gesture = self._armed and max(openings) <= GESTURE_CLOSED
-        if gesture or any(k in START_KEYS for k in keys):
+        if gesture or any(k in self.start_keys for k in keys):
             self._armed = False
             self._start()
             self._record(step, [])
