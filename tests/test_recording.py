@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import h5py
 import numpy as np
@@ -57,9 +58,23 @@ def test_an_episode_round_trips(tmp_path, compress):
                 assert ep._file[f"/observations/images/{cam}"].shape[1] == lengths[i].max()
 
 
+class StalledRow:
+    """A qpos row whose conversion waits for `release`: a disk that stalls while the loop runs on."""
+
+    def __init__(self, row: np.ndarray) -> None:
+        self.row, self.release = row, threading.Event()
+
+    def __array__(self, dtype=None, copy=None):
+        assert self.release.wait(10)
+        return self.row.astype(dtype or self.row.dtype)
+
+
 def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
     writer = EpisodeWriter(tmp_path / "episode_0.hdf5", dict.fromkeys(CAMS, (H, W)), queue_size=2)
-    results = [writer.append(record(i)) for i in range(200)]  # faster than any disk: the queue must fill
+    first = record(0)
+    first.qpos = stalled = StalledRow(first.qpos)
+    results = [writer.append(first)] + [writer.append(record(i)) for i in range(1, 20)]
+    stalled.release.set()
     summary = writer.close()
     assert summary.dropped == results.count(False) > 0
     assert summary.steps == results.count(True)
