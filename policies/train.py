@@ -184,12 +184,15 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if device.type == "cuda" and torch.cuda.is_bf16_supported() else contextlib.nullcontext())
     digest = dataset_digest(dataset, train_ids)
+    # where deploy moves the followers before it starts the policy: the demonstrations' average first pose
+    start_qpos = np.mean([e.qpos[0] for e in data.episodes], axis=0).round(5).tolist()
     log = _Log(s.out, main_process, start_step, s.steps, s.progress)
 
     def save(directory: Path, step: int) -> None:
         save_checkpoint(directory, policy, config, stats, step=step, dataset_digest=digest, optimizer=optimizer,
                         scheduler=scheduler, extra={"best_val_loss": best_val, "train_episodes": train_ids,
-                                                    "val_episodes": val_ids, "dataset": str(s.dataset)})
+                                                    "val_episodes": val_ids, "dataset": str(s.dataset),
+                                                    "start_qpos": start_qpos})
 
     batches = _batches(loader)
     step, loss_value, started, samples = start_step, float("nan"), time.perf_counter(), 0

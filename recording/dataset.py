@@ -28,6 +28,7 @@ VERSION = 1
 INDEX = "dataset.json"
 KINDS = ("demo", "correction", "rollout")
 EPISODE_FILE = re.compile(r"^episode_(\d+)\.hdf5$")
+OPEN_EPISODE_FILE = re.compile(r"^\.episode_(\d+)\.hdf5\.partial$")  # being written (recording.writer)
 
 
 class DatasetError(ValueError):
@@ -145,7 +146,9 @@ class Dataset:
         return self.root / episode_file(index)
 
     def next_index(self) -> int:
-        on_disk = [int(m.group(1)) for p in self.root.iterdir() if (m := EPISODE_FILE.match(p.name))]
+        # episodes still being written count too: a correction starts while its rollout is open
+        on_disk = [int(m.group(1)) for p in self.root.iterdir()
+                   if (m := EPISODE_FILE.match(p.name) or OPEN_EPISODE_FILE.match(p.name))]
         listed = [e.index for e in self.info.episodes]
         return max(on_disk + listed, default=-1) + 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -79,18 +80,27 @@ def camera_video(reader: EpisodeReader, path: Path, fps: float, height: int = 24
     if not cams or reader.length == 0:
         return 0
     sizes = [reader.image_size(c) for c in cams]
-    widths = [round(w * height / h) for h, w in sizes]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (sum(widths), height))
-    if not writer.isOpened():
-        raise OSError(f"{path}: OpenCV could not open an MP4 writer")
+    writer = open_video(path, fps, sum(round(w * height / h) for h, w in sizes), height)
     try:
         for step in range(reader.length):
-            tiles = [cv2.resize(reader.image(c, step), (w, height), interpolation=cv2.INTER_AREA)
-                     for c, w in zip(cams, widths, strict=True)]
-            writer.write(cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
+            writer.write(side_by_side([reader.image(c, step) for c in cams], height))
     finally:
         writer.release()
     return reader.length
+
+
+def side_by_side(images: Sequence[np.ndarray], height: int) -> np.ndarray:
+    """RGB frames scaled to one height and joined left to right, as a BGR frame for cv2.VideoWriter."""
+    tiles = [cv2.resize(image, (round(image.shape[1] * height / image.shape[0]), height),
+                        interpolation=cv2.INTER_AREA) for image in images]
+    return cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR)
+
+
+def open_video(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"{path}: OpenCV could not open an MP4 writer")
+    return writer
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ the task's reward. The child leaves with its parent.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -45,10 +46,12 @@ class SimWorldProcess:
     bus_options = {"read_deadline_s": 0.1}
 
     def __init__(self, rig: Rig, task: str, *, image_size: tuple[int, int] | None = None,
-                 cameras: bool = True, operator: str = "expert") -> None:
+                 cameras: bool | Sequence[str] = True, operator: str = "expert") -> None:
+        """`cameras`: True renders the rig's cameras, False none, or the names of those to render."""
         self.rig = rig
         self.task = task
-        names = [c.name for c in rig.cameras if c.name in CAMERAS] if cameras else []
+        wanted = (lambda name: True) if cameras is True else (lambda name: cameras and name in cameras)
+        names = [c.name for c in rig.cameras if c.name in CAMERAS and wanted(c.name)]
         if image_size is None:
             first = next((c for c in rig.cameras if c.name in names), None)
             image_size = (first.height, first.width) if first else (480, 640)
@@ -74,6 +77,10 @@ class SimWorldProcess:
 
     def status(self) -> Any:
         return self._child.request(("status",))
+
+    def pedal(self) -> bool:
+        """Whether the scripted operator holds the pedal down (operator mode "gated")."""
+        return self._child.request(("pedal",))
 
     def set_operator(self, mode: str) -> None:
         self._child.request(("set_operator", mode))

@@ -118,6 +118,10 @@ class WorldRig:
         self.gate = parse_gate(spec)
         self._gate_spec = spec
 
+    def pedal(self) -> bool:
+        """The scripted operator's pedal (gated mode): a cheap poll for every control step."""
+        return self.operator == "gated" and self.gate.pedal
+
     def status(self) -> WorldStatus:
         w = self.world
         return WorldStatus(w.time, self.steps, w.seed, w.reward(), w.max_reward, w.success,

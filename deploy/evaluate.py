@@ -1,0 +1,166 @@
+"""Seeded policy rollouts in the simulated world: success rate with its 95% interval, reward stages, takeovers.
+
+Each episode resets the world to its seed (the same object poses as the
+demonstrations with that seed), runs the policy through the real loop, driver
+and virtual buses for the task's length, and reads the task's highest reward.
+With a gate rule the scripted operator steps on the pedal when the rule fires
+and drives the leaders until it hands back; the steps it drives can be saved
+as correction episodes (a human-gated DAgger round).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deploy.corrections import TakeoverRecorder
+from deploy.inference import ChunkPredictor
+from deploy.rollout import DeployOptions, RolloutResult, run_rollout
+from deploy.video import VideoRecorder
+from recording.dataset import Dataset
+from recording.layout import StateLayout
+from recording.session import RecordOptions
+from robot.sim.sim_clock import SimClock
+from robot.sim.tasks import REWARD_STAGES
+from robot.sim.world_process import SimWorldProcess
+from teleop.pedal import ScriptedPedal
+from teleop.session import ConnectedRig
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate (sound for small n and rates near 0 or 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    seed: int
+    max_reward: int
+    success: bool
+    steps: int
+    human_steps: int
+    interventions: int
+    corrections: list[int] = field(default_factory=list)  # dataset episodes written from this rollout
+    rollout: int | None = None
+    wall_s: float = 0.0
+
+    def line(self, stages: Sequence[str]) -> str:
+        reached = stages[self.max_reward - 1] if self.max_reward else "nothing"
+        human = f", {self.interventions} takeover(s), {self.human_steps}/{self.steps} steps human" \
+            if self.interventions else ""
+        return f"seed {self.seed}: max reward {self.max_reward}/4 ({reached}), " \
+               f"{'success' if self.success else 'failure'}{human}"
+
+
+@dataclass
+class EvalReport:
+    task: str
+    checkpoint: str
+    mode: str
+    gate: str
+    episodes: list[EpisodeOutcome] = field(default_factory=list)
+    loop_lines: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # each episode's inference p50
+
+    @property
+    def successes(self) -> int:
+        return sum(e.success for e in self.episodes)
+
+    def stage_counts(self) -> list[int]:
+        """Episodes that reached each reward level 1..4."""
+        return [sum(e.max_reward >= level for e in self.episodes) for level in range(1, 5)]
+
+    def summary(self) -> str:
+        n, k = len(self.episodes), self.successes
+        lo, hi = wilson(k, n)
+        stages = REWARD_STAGES[self.task]
+        lines = [f"{self.task}, {self.checkpoint}, mode {self.mode}" + (f", gate {self.gate}" if self.gate else ""),
+                 f"  success {k}/{n} = {100 * k / max(n, 1):.1f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%)",
+                 "  reached: " + ", ".join(f"{name} {c}" for name, c in zip(stages, self.stage_counts(), strict=True))]
+        if self.gate:
+            steps = sum(e.steps for e in self.episodes)
+            human = sum(e.human_steps for e in self.episodes)
+            takeovers = sum(e.interventions for e in self.episodes)
+            corrections = sum(len(e.corrections) for e in self.episodes)
+            lines.append(f"  takeovers {takeovers} ({takeovers / max(n, 1):.2f} per episode), "
+                         f"{100 * human / max(steps, 1):.1f}% of steps under human control, "
+                         f"{corrections} correction episode(s) saved")
+        if self.latencies_ms:
+            lines.append(f"  inference p50 {float(np.median(self.latencies_ms)):.1f} ms per chunk")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        n, k = len(self.episodes), self.successes
+        return {"task": self.task, "checkpoint": self.checkpoint, "mode": self.mode, "gate": self.gate,
+                "episodes": n, "successes": k, "success_rate": k / max(n, 1), "ci95": list(wilson(k, n)),
+                "stages": dict(zip(REWARD_STAGES[self.task], self.stage_counts(), strict=True)),
+                "per_episode": [asdict(e) for e in self.episodes]}
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class Collect:
+    """Where takeovers go during an evaluation: correction (and optionally rollout) episodes in a dataset."""
+    dataset: Dataset
+    options: RecordOptions
+    keep_rollouts: bool = False
+
+
+def evaluate(world: SimWorldProcess, connected: ConnectedRig, predictor: ChunkPredictor, task: str,
+             seeds: Sequence[int], steps: int, options: DeployOptions, *, gate: str = "",
+             collect: Collect | None = None, videos: Path | None = None, checkpoint: str = "",
+             on_episode: Callable[[EpisodeOutcome], None] | None = None) -> EvalReport:
+    """Roll the policy out once per seed; with `gate`, the scripted operator takes over when the rule fires."""
+    world.set_operator("gated" if gate else "off")
+    if gate:
+        world.set_gate(gate)
+    report = EvalReport(task, checkpoint, options.mode, gate)
+    layout = StateLayout.from_connected(connected)
+    for seed in seeds:
+        start = time.perf_counter()
+        status = world.reset(seed)
+        clock = SimClock(world, status.time)
+        takeovers = (TakeoverRecorder(collect.dataset, layout, world.cameras, collect.options, checkpoint=checkpoint,
+                                      rate_hz=connected.rig.control_hz, keep_rollout=collect.keep_rollouts, seed=seed)
+                     if collect else None)
+        video = VideoRecorder(videos / f"{task}_seed{seed}.mp4", world.cameras, connected.rig.control_hz) \
+            if videos else None
+        try:
+            result: RolloutResult = run_rollout(
+                connected, predictor, world.cameras, clock, options, steps=steps,
+                pedal=ScriptedPedal(world) if gate else None, takeovers=takeovers,
+                observers=[video] if video else [])
+        except BaseException:
+            if takeovers:
+                takeovers.discard()
+            raise
+        finally:
+            if video:
+                video.close()
+        status = world.status()
+        saved = takeovers.finish("episode end", status.success) if takeovers else []
+        outcome = EpisodeOutcome(seed, status.max_reward, status.success, result.steps, result.human_steps,
+                                 result.interventions, [e.index for e in saved if e.kind == "correction"],
+                                 next((e.index for e in saved if e.kind == "rollout"), None),
+                                 time.perf_counter() - start)
+        report.episodes.append(outcome)
+        report.loop_lines.append(result.loop.line())
+        if result.inferences:
+            report.latencies_ms.append(result.latency_ms[0])
+        if on_episode:
+            on_episode(outcome)
+    return report

@@ -1,0 +1,140 @@
+"""The policy in the control loop, and the takeover state machine around it.
+
+`PolicyActions` gives the followers' targets each step: it posts observations
+to the inference (sync or async), adds the chunks that come back to the
+ensembler, and asks the ensembler for this step's action. When no chunk covers
+the step yet (async start, or just after a takeover) the followers hold their
+last targets.
+
+`DeployController` is the loop's controller: AUTONOMOUS -> (pedal down) ->
+HUMAN -> (pedal up) -> AUTONOMOUS. While autonomous the leaders are torqued and
+follow the followers, so the person's hands find the leader where the follower
+is; while human, the leaders are limp and drive the followers as in teleop. On
+hand-back the ensembler is cleared and the policy starts again from the state
+as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from enum import Enum
+
+import numpy as np
+
+from calibration.joint_map import JointMap
+from deploy.ensemble import ActionEnsembler
+from deploy.inference import AsyncInference, ChunkPredictor, Observation, SyncInference
+from recording.layout import StateLayout
+from robot.arm import Arm, ArmState
+from robot.cameras import Camera
+from teleop.loop import ControlLoop
+from teleop.session import POSITION, ensure
+
+
+class PolicyActions:
+    def __init__(self, predictor: ChunkPredictor, inference: SyncInference | AsyncInference,
+                 ensembler: ActionEnsembler, layout: StateLayout, cameras: Mapping[str, Camera]) -> None:
+        self.predictor = predictor
+        self.inference = inference
+        self.ensembler = ensembler
+        self.layout = layout
+        self.cameras = {name: cameras[name] for name in predictor.camera_names}
+        self.step = 0  # policy steps since the start (one per targets() call)
+        self.uncovered_steps = 0  # steps with no chunk yet: the followers held
+
+    def observation(self, states: Mapping[str, ArmState]) -> Observation:
+        frames = {name: camera.latest().image for name, camera in self.cameras.items()}
+        return Observation(self.step, self.layout.qpos(states), self.predictor.images(frames))
+
+    def targets(self, states: Mapping[str, ArmState]) -> dict[str, np.ndarray] | None:
+        """This step's follower targets, or None while no chunk covers the step."""
+        step = self.step
+        if self.inference.wants(step):
+            self.inference.post(self.observation(states))
+        for start, chunk in self.inference.collect():
+            self.ensembler.add(start, chunk)
+        self.step += 1
+        action = self.ensembler.action(step)
+        if action is None:
+            self.uncovered_steps += 1
+            return None
+        return self.layout.commands(action)
+
+    def restart(self) -> None:
+        """Forget every chunk; the next observation starts the policy afresh."""
+        self.ensembler.clear()
+        self.inference.restart()
+
+
+class Mode(Enum):
+    AUTONOMOUS = "autonomous"
+    HUMAN = "human"
+
+
+class DeployController:
+    """The loop's controller during deploy; `set_mode` switches between the policy and the person."""
+
+    def __init__(self, policy: PolicyActions, arms: Mapping[str, Arm], pairs: Sequence[tuple[str, str, JointMap]],
+                 *, on_switch: Callable[[Mode], None] | None = None) -> None:
+        self.policy = policy
+        self.arms = dict(arms)
+        self.pairs = list(pairs)
+        self.on_switch = on_switch
+        self.mode = Mode.HUMAN  # until start(): the leaders are limp
+        self.switches = 0
+        self._held: dict[str, np.ndarray] = {}  # the followers' last targets, held while the policy has none
+
+    @property
+    def leaders(self) -> list[str]:
+        return [leader for leader, _, _ in self.pairs]
+
+    def prepare_leaders(self) -> None:
+        """Position mode on every leader motor, so torque on means "hold this goal" (EEPROM written only if needed)."""
+        for leader in self.leaders:
+            bus = self.arms[leader].bus
+            bus.set_torque(False)
+            for motor_id in bus.ids:
+                ensure(bus, motor_id, "Operating Mode", POSITION)
+
+    def targets(self, states: Mapping[str, ArmState]) -> dict[str, np.ndarray]:
+        if self.mode is Mode.HUMAN:
+            out = {follower: joint_map(states[leader].position) for leader, follower, joint_map in self.pairs}
+            self._held = dict(out)
+            return out
+        out = self.policy.targets(states)
+        if out is None:  # no chunk yet: hold (the gripper keeps its squeeze, not where the object stopped it)
+            out = self._held or {follower: states[follower].position for _, follower, _ in self.pairs}
+        self._held = dict(out)
+        leaders = {leader: joint_map.inverse(states[follower].position) for leader, follower, joint_map in self.pairs}
+        return {**out, **leaders}
+
+    def start(self, loop: ControlLoop) -> None:
+        """Hand the followers to the policy (the leaders take the followers' pose and follow them)."""
+        self._apply(Mode.AUTONOMOUS, loop)
+
+    def set_mode(self, mode: Mode, loop: ControlLoop) -> None:
+        """Pedal down (HUMAN) or up (AUTONOMOUS); the leaders' torque and the policy's memory follow."""
+        if mode is self.mode:
+            return
+        self._apply(mode, loop)
+        self.switches += 1
+        if self.on_switch is not None:
+            self.on_switch(mode)
+
+    def release_leaders(self, loop: ControlLoop) -> None:
+        """The end of a rollout: leaders limp, the policy forgotten; start() begins the next one."""
+        self._apply(Mode.HUMAN, loop)
+
+    def _apply(self, mode: Mode, loop: ControlLoop) -> None:
+        states = loop.read_all()
+        for leader, follower, joint_map in self.pairs:
+            arm = self.arms[leader]
+            loop.commands.pop(leader, None)  # the loop clamps the leader's next command from where it is
+            if mode is Mode.HUMAN:
+                arm.set_torque(False)
+            else:  # goal first, then torque: the leader takes the follower's pose without a jump
+                arm.write_positions(joint_map.inverse(states[follower].position))
+                arm.set_torque(True)
+        if mode is Mode.AUTONOMOUS:
+            self.policy.restart()
+        self.mode = mode
