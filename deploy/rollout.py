@@ -93,7 +93,7 @@ def run_rollout(connected: ConnectedRig, predictor: ChunkPredictor, cameras: Map
     layout = StateLayout.from_connected(connected)
     inference, ensembler = make_inference(predictor, options)
     policy = PolicyActions(predictor, inference, ensembler, layout, cameras)
-    controller = DeployController(policy, connected.arms, connected.joint_maps(),
+    controller = DeployController(policy, connected.arms, connected.joint_maps(), rate_hz=connected.rig.control_hz,
                                   on_switch=takeovers.on_switch if takeovers else None)
     loop = ControlLoop(connected.arms, controller, connected.limits(), clock, rate_hz=connected.rig.control_hz,
                        max_step_rad=options.max_step_rad,

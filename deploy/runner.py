@@ -75,7 +75,8 @@ class DeployController:
     """The loop's controller during deploy; `set_mode` switches between the policy and the person."""
 
     def __init__(self, policy: PolicyActions, arms: Mapping[str, Arm], pairs: Sequence[tuple[str, str, JointMap]],
-                 *, on_switch: Callable[[Mode], None] | None = None) -> None:
+                 *, rate_hz: float = 50.0, leader_speed_rad_s: float = 2.0,
+                 on_switch: Callable[[Mode], None] | None = None) -> None:
         self.policy = policy
         self.arms = dict(arms)
         self.pairs = list(pairs)
@@ -83,6 +84,11 @@ class DeployController:
         self.mode = Mode.HUMAN  # until start(): the leaders are limp
         self.switches = 0
         self._held: dict[str, np.ndarray] = {}  # the followers' last targets, held while the policy has none
+        # A leader closes in on its follower at a person-safe speed (it may be far off when the policy starts),
+        # then keeps pace with it (the loop's per-step clamp still bounds every command).
+        self._leader_step = leader_speed_rad_s / rate_hz
+        self._leader_targets: dict[str, np.ndarray] = {}
+        self._caught_up: set[str] = set()
 
     @property
     def leaders(self) -> list[str]:
@@ -105,8 +111,15 @@ class DeployController:
         if out is None:  # no chunk yet: hold (the gripper keeps its squeeze, not where the object stopped it)
             out = self._held or {follower: states[follower].position for _, follower, _ in self.pairs}
         self._held = dict(out)
-        leaders = {leader: joint_map.inverse(states[follower].position) for leader, follower, joint_map in self.pairs}
-        return {**out, **leaders}
+        for leader, follower, joint_map in self.pairs:  # where the follower is sent, so a takeover finds it there
+            previous = self._leader_targets[leader]
+            gap = joint_map.inverse(out[follower]) - previous
+            if np.max(np.abs(gap)) <= self._leader_step:
+                self._caught_up.add(leader)
+            if leader not in self._caught_up:
+                gap = np.clip(gap, -self._leader_step, self._leader_step)
+            self._leader_targets[leader] = previous + gap
+        return {**out, **self._leader_targets}
 
     def start(self, loop: ControlLoop) -> None:
         """Hand the followers to the policy (the leaders take the followers' pose and follow them)."""
@@ -127,14 +140,16 @@ class DeployController:
 
     def _apply(self, mode: Mode, loop: ControlLoop) -> None:
         states = loop.read_all()
-        for leader, follower, joint_map in self.pairs:
+        for leader in self.leaders:
             arm = self.arms[leader]
             loop.commands.pop(leader, None)  # the loop clamps the leader's next command from where it is
             if mode is Mode.HUMAN:
                 arm.set_torque(False)
-            else:  # goal first, then torque: the leader takes the follower's pose without a jump
-                arm.write_positions(joint_map.inverse(states[follower].position))
+            else:  # hold where it is first, then torque on: no jump; targets() brings it to its follower
+                arm.write_positions(states[leader].position)
                 arm.set_torque(True)
+                self._leader_targets[leader] = states[leader].position
+                self._caught_up.discard(leader)
         if mode is Mode.AUTONOMOUS:
             self.policy.restart()
         self.mode = mode
