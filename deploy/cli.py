@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+
+import torch
 
 from calibration.file import CalibrationError
 from deploy.corrections import TakeoverRecorder
@@ -47,6 +50,9 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble-m", type=float, default=0.01, metavar="M",
                         help="temporal ensembling weight exp(-M*i), i=0 the oldest prediction (default 0.01)")
     parser.add_argument("--device", default="cpu", help="torch device for inference (cpu, cuda, cuda:1 ...)")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference (default: all cores "
+                        "but one on hardware, leaving the control loop and the cameras a core; all of them in the "
+                        "simulated world, which waits in lockstep)")
     parser.add_argument("--dataset", help="dataset folder: every takeover is saved there as a correction episode")
     parser.add_argument("--keep-rollouts", action="store_true", help="with --dataset: also save each whole "
                         "rollout as a `rollout` episode with a per-step intervention mask")
@@ -253,6 +259,11 @@ def eval_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def inference_threads() -> int:
+    """All cores but one: the control loop, the bus I/O and the camera readers keep a core."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 def is_sim_world(rig: Rig) -> bool:
     """The simulated rig with its world (cameras rendered by MuJoCo), as opposed to bare virtual arms."""
     return rig.virtual and any(c.device == "sim" for c in rig.cameras)
@@ -263,7 +274,10 @@ def _setup(args: argparse.Namespace) -> tuple[Rig, Checkpoint]:
     signal.signal(signal.SIGTERM, raise_interrupt)
     if args.episodes < 1:
         raise ValueError("--episodes must be at least 1")
-    return load_rig(args.rig), load_checkpoint(args.checkpoint, args.device)
+    rig = load_rig(args.rig)
+    # torch's CPU threads spin while they wait: on a core shared with the loop they cost it whole periods
+    torch.set_num_threads(args.threads or (torch.get_num_threads() if is_sim_world(rig) else inference_threads()))
+    return rig, load_checkpoint(args.checkpoint, args.device)
 
 
 def deploy_main(argv: list[str] | None = None) -> int:

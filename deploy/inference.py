@@ -13,7 +13,6 @@ the step its observation was taken at, so the ensembler aligns it.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -106,10 +105,7 @@ class AsyncInference:
 
     mode = "async"
 
-    def __init__(self, predictor: ChunkPredictor, threads: int | None = None) -> None:
-        # torch's CPU thread pool is process-wide: leave the control loop a core of its own while this runs
-        self._threads_before = torch.get_num_threads()
-        torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - 1))
+    def __init__(self, predictor: ChunkPredictor) -> None:
         self.predictor = predictor
         self.latencies: list[float] = []
         self.error: BaseException | None = None
@@ -148,7 +144,6 @@ class AsyncInference:
             self._closed = True
             self._wake.notify()
         self._thread.join()
-        torch.set_num_threads(self._threads_before)
 
     def _run(self) -> None:
         while True:
