@@ -5,14 +5,14 @@
    ACT code, opens the HDF5 file for every sample and reads the whole qpos and
    action arrays before taking one frame. Same files, same cameras, same
    training image size, same random frames, one process each.
-2. Training: optimizer steps/s of the `small` and `paper` presets on synthetic
-   batches (compute only), and the samples/s that asks of the loader.
+2. Training: optimizer steps/s of the `cpu`, `small` and `paper` presets on
+   synthetic batches (compute only), and the samples/s that asks of the loader.
 3. Inference: latency of one chunk prediction (batch 1) per preset.
 
 By default two 8 s episodes are recorded first on the simulated rig (scripted
 operator, four cameras at 480x640, JPEG, as ALOHA records); --dataset uses yours.
 
-    python3 bench/train.py [--dataset DIR] [--samples 400] [--steps 5]
+    python3 bench/train.py [--dataset DIR] [--samples 400] [--steps 5] [--threads N]
 """
 
 from __future__ import annotations
@@ -145,7 +145,11 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, help="dataset folder (default: record two sim episodes)")
     parser.add_argument("--samples", type=int, default=400, help="frames per loader measurement (default 400)")
     parser.add_argument("--steps", type=int, default=5, help="training steps timed per preset (default 5)")
+    # On a 2-core machine shared with other jobs, one thread can beat two (a preempted thread stalls the other).
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     with tempfile.TemporaryDirectory() as tmp:
         root = args.dataset
@@ -156,7 +160,7 @@ def main() -> None:
                 sys.exit("recording failed")
         bench_loader(root, args.samples)
     print("training on synthetic batches (compute only) and inference, batch 1:")
-    for name in ("small", "paper"):
+    for name in ("cpu", "small", "paper"):
         bench_model(name, args.steps)
 
 

@@ -20,6 +20,13 @@ def test_paper_preset_is_the_papers_settings() -> None:
     assert c.image_size == (480, 640) and len(c.camera_names) == 4
 
 
+def test_cpu_preset_is_small_on_the_top_camera_with_a_trained_backbone() -> None:
+    c = preset("cpu")
+    assert c.camera_names == ("cam_high",) and c.lr_backbone == c.lr  # the ResNet trains from scratch
+    assert c.replace(camera_names=PRESETS["small"].camera_names, lr_backbone=PRESETS["small"].lr_backbone) == \
+        preset("small")
+
+
 def test_presets_round_trip_through_json() -> None:
     for config in PRESETS.values():
         assert PolicyConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
@@ -28,7 +35,7 @@ def test_presets_round_trip_through_json() -> None:
 def test_preset_overrides_and_unknown_names() -> None:
     c = preset("small", chunk_size=20, camera_names=["cam_high"])
     assert c.chunk_size == 20 and c.camera_names == ("cam_high",) and c.hidden_dim == PRESETS["small"].hidden_dim
-    with pytest.raises(ValueError, match="unknown policy preset 'huge'; available presets: paper, small, tiny"):
+    with pytest.raises(ValueError, match="unknown policy preset 'huge'; available presets: paper, small, cpu, tiny"):
         preset("huge")
     with pytest.raises(ValueError, match="unknown field"):
         preset("small", chunk=20)

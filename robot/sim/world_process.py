@@ -42,8 +42,9 @@ class SimWorldProcess:
     """Context manager: entering gives the rig with live ports; `cameras` reads the rendered frames."""
 
     # for connect(): simulated time stands still while the host waits, so a reply that is late in wall
-    # time on a loaded machine is no fault; only a motor that never answers is
-    bus_options = {"read_deadline_s": 0.1}
+    # time on a loaded machine is no fault (the world process may wait for a core); only a motor that never
+    # answers is. 0.1 s was seen to run out with four busy processes on two cores.
+    bus_options = {"read_deadline_s": 1.0}
 
     def __init__(self, rig: Rig, task: str, *, image_size: tuple[int, int] | None = None,
                  cameras: bool | Sequence[str] = True, operator: str = "expert") -> None:
