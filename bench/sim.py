@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import numpy as np  # noqa: E402
 
+from deploy.evaluate import wilson  # noqa: E402
 from robot.rig import load_rig  # noqa: E402
 from robot.sim.expert import Expert  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES  # noqa: E402
@@ -33,16 +33,6 @@ from robot.sim.world import CAMERAS, World, gripper_angle_from_normalized  # noq
 from robot.sim.world_process import SimWorldProcess  # noqa: E402
 from teleop.session import connect  # noqa: E402
 from teleop.sim_episodes import run_episode  # noqa: E402
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def rate_line(name: str, results: list[bool], extra: str = "") -> str:
