@@ -7,6 +7,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -211,7 +212,8 @@ def test_gated_takeovers_become_corrections_and_the_dataset_trains(demos, checkp
     shutil.copytree(demos, data)
     report = tmp_path / "report.json"
     assert eval_main(["--checkpoint", str(checkpoint), "--episodes", "1", "--episode-steps", "100",
-                      "--gate", "stalled:20", "--dataset", str(data), "--json", str(report)]) == 0
+                      "--gate", "stalled:20", "--dataset", str(data), "--json", str(report),
+                      "--videos", str(tmp_path / "videos")]) == 0
     out = capsys.readouterr().out
     assert "takeovers 1 (1.00 per episode)" in out and "1 correction episode(s) saved" in out, out
     summary = json.loads(report.read_text())
@@ -220,6 +222,8 @@ def test_gated_takeovers_become_corrections_and_the_dataset_trains(demos, checkp
     info = Dataset.open(data).episode(corrections[0])
     assert info.kind == "correction" and info.checkpoint == str(checkpoint)
     assert info.length == summary["per_episode"][0]["human_steps"] > 0
+    video = cv2.VideoCapture(str(tmp_path / "videos" / "transfer_cube_seed1000.mp4"))
+    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 100 and video.get(cv2.CAP_PROP_FRAME_WIDTH) == 4 * 320
 
     run = tmp_path / "round"
     assert train_main(["--dataset", str(data), "--out", str(run), *TINY, "--steps", "3",
