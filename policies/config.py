@@ -141,12 +141,11 @@ PRESETS: dict[str, PolicyConfig] = {
                           lr=1e-4, lr_backbone=1e-5, image_size=(120, 160), bc_hidden=512),
     # `small` on one camera, for training on a 2-core CPU without ImageNet weights. cam_high alone: ACT's simulated
     # transfer_cube used only the top camera, and the ResNet, run once per camera, is most of a step's cost. 120x160
-    # keeps a 4x5 feature grid (96x128 leaves 3x4 and saves only ~15%). The ResNet starts from random weights, so it
-    # trains at the transformer's lr, not the 1e-5 that suits ImageNet weights. Measured forward+backward+AdamW at
-    # batch 8 on a 2-core CPU: ~0.39 s/step with two idle cores, ~0.66 s/step on one core (another job on the
-    # other), inference 25-38 ms/chunk; `small` (four cameras) ~1.9 s/step on one core. 20k steps: ~2-4 h.
-    # Batch 16 costs 2x per step (no better per sample); hidden 128 would save ~18%, lr_backbone=0 ~45% (a random
-    # ResNet that never learns).
+    # keeps a 4x5 feature grid (96x128 leaves 3x4 to save ~15%). The ResNet starts from random weights, so it trains
+    # at the transformer's lr, not the 1e-5 that suits ImageNet weights. Measured forward+backward+AdamW at batch 8
+    # on a 2-core CPU: ~0.35 s/step on two idle cores (`small` ~0.9 s), ~0.65 s/step on one thread while other jobs
+    # run (`small` ~1.9 s); inference 22-38 ms/chunk. 20k steps: 2-4 h. Not taken: batch 16 (fewer samples/s),
+    # hidden 128 (saves ~20%), lr_backbone=0 (saves 20-45% but leaves the random ResNet as it is).
     "cpu": PolicyConfig(chunk_size=50, hidden_dim=256, dim_feedforward=1024, enc_layers=2, dec_layers=2, nheads=8,
                         lr=1e-4, lr_backbone=1e-4, camera_names=("cam_high",), image_size=(120, 160), bc_hidden=512),
     # For tests: one camera at 64x64, a ~0.2M-parameter transformer.
