@@ -32,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--dataset", required=True, type=Path, help="dataset folder")
     parser.add_argument("--out", required=True, type=Path, help="checkpoint folder")
-    parser.add_argument("--preset", default="small", choices=sorted(PRESETS),
-                        help="model and optimizer sizes (default small: trains on a laptop CPU; paper: the ACT "
-                        "paper's)")
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                        help="model and optimizer sizes (default cpu: the top camera, trains on a 2-core CPU in "
+                        "hours; small: all four cameras, ~2.7x the cost; paper: the ACT paper's, for a GPU)")
     parser.add_argument("--policy", choices=("act", "bc_convmlp"), help="policy (default: the preset's, act)")
     parser.add_argument("--steps", type=int, default=2000, help="optimizer steps in all (default 2000)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last: weights, optimizer, "
