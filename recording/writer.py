@@ -6,10 +6,6 @@ closing an episode costs the queue's tail, not the whole episode. Low-dimensiona
 rows are small and kept in memory until close. The file is written under a
 hidden temporary name and renamed when complete: a crash leaves no half episode
 under an episode name, and never touches another file.
-
-`EpisodeFile` is the file itself (written synchronously, step by step); the
-writer thread here and the child process of `recording.process_writer` both
-write through it, so both make the same layout.
 """
 
 from __future__ import annotations
@@ -59,26 +55,27 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
-def refuse_existing(path: Path) -> None:
-    if path.exists():
-        raise FileExistsError(f"{path}: an episode with this name exists; it will not be overwritten")
-
-
-class EpisodeFile:
-    """One episode's HDF5 file under its partial name: write() each step, then finish() (renamed) or discard()."""
-
-    def __init__(self, path: Path, cameras: Mapping[str, tuple[int, int]], *, compress: bool, jpeg_quality: int,
-                 dim: int, encode_threads: int) -> None:
-        self.path = path
-        refuse_existing(path)
+class EpisodeWriter:
+    def __init__(self, path: str | Path, cameras: Mapping[str, tuple[int, int]], *, compress: bool = False,
+                 jpeg_quality: int = 50, dim: int = 14, attrs: Mapping[str, Any] | None = None,
+                 queue_size: int = 512, encode_threads: int = 2) -> None:
+        self.path = Path(path)
+        if self.path.exists():
+            raise FileExistsError(f"{self.path}: an episode with this name exists; it will not be overwritten")
         self.cameras = dict(cameras)
         self.compress = compress
         self.jpeg_quality = jpeg_quality
         self.dim = dim
+        self.attrs = dict(attrs or {})
+        self.dropped = 0
+        self.queue_high_water = 0
+        self._queue: queue.Queue[StepRecord | None] = queue.Queue(maxsize=queue_size)
         self._rows: dict[str, list] = {k: [] for k in ("qpos", "qvel", "effort", "action", "t", "intervention")}
         self._image_t: dict[str, list[float]] = {c: [] for c in self.cameras}
         self._jpeg_len: dict[str, list[int]] = {c: [] for c in self.cameras}
-        self._tmp = partial_path(path)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._tmp = partial_path(self.path)
         self._tmp.parent.mkdir(parents=True, exist_ok=True)
         self._file = h5py.File(self._tmp, "w")
         self._images = self._file.create_group("observations").create_group("images")
@@ -87,13 +84,79 @@ class EpisodeFile:
                 self._images.create_dataset(cam, (0, h, w, 3), dtype="uint8", maxshape=(None, h, w, 3),
                                             chunks=(1, h, w, 3))
         self._pool = ThreadPoolExecutor(encode_threads, thread_name_prefix="jpeg") if compress else None
+        self._thread = threading.Thread(target=self._run, name=f"writer-{self.path.name}", daemon=True)
+        self._thread.start()
+
+    # -- the control loop's side ------------------------------------------------------------------
+    def append(self, record: StepRecord) -> bool:
+        """Queue a step for writing; never blocks. False (and counted) if the queue is full."""
+        if self._closed:
+            raise RuntimeError(f"{self.path}: the episode is closed")
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        self.queue_high_water = max(self.queue_high_water, self._queue.qsize())
+        return True
 
     @property
-    def steps(self) -> int:
-        return len(self._rows["t"])
+    def steps_queued(self) -> int:
+        return len(self._rows["t"]) + self._queue.qsize()
 
-    def write(self, record: StepRecord) -> None:
-        index = self.steps
+    def close(self, attrs: Mapping[str, Any] | None = None) -> WriteSummary:
+        """Write what is queued, finish the file and rename it into place."""
+        start = time.perf_counter()
+        self._stop_thread()
+        try:
+            if self._error is not None:
+                raise RuntimeError(f"{self.path}: writing the episode failed: {self._error}") from self._error
+            self.attrs.update(attrs or {})
+            self._finish()
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        return WriteSummary(self.path, len(self._rows["t"]), self.dropped, self.queue_high_water,
+                            self.path.stat().st_size, time.perf_counter() - start)
+
+    def discard(self) -> None:
+        """Drop the episode: nothing is left on disk."""
+        self._stop_thread()
+        if self._file.id.valid:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            self.discard()
+        elif not self._closed:
+            self.close()
+
+    # -- the writer thread ----------------------------------------------------------------------
+    def _stop_thread(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)  # blocks only if full, and the thread is draining it
+        self._thread.join()
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _run(self) -> None:
+        while (record := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # keep draining so close() returns; the error is raised there
+            try:
+                self._write(record)
+            except BaseException as exc:  # reported by close(), which discards the file
+                self._error = exc
+
+    def _write(self, record: StepRecord) -> None:
+        index = len(self._rows["t"])
         missing = set(self.cameras) - set(record.images)
         if missing:
             raise ValueError(f"step {index} has no image from {', '.join(sorted(missing))}")
@@ -131,10 +194,8 @@ class EpisodeFile:
             raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
         return data.reshape(-1)
 
-    def finish(self, attrs: Mapping[str, Any], dropped: int) -> int:
-        """Write the rows and attributes, close the file and rename it into place; returns its size in bytes."""
-        self._shutdown_pool()
-        steps = self.steps
+    def _finish(self) -> None:
+        steps = len(self._rows["t"])
         f = self._file
         for cam, (h, w) in self.cameras.items():
             if cam not in self._images:  # an episode with no steps
@@ -158,105 +219,11 @@ class EpisodeFile:
         f.create_dataset("intervention", data=np.array(self._rows["intervention"], dtype=bool))
         f.attrs["compress"] = self.compress
         f.attrs.setdefault("sim", False)
-        f.attrs["dropped_steps"] = dropped
+        f.attrs["dropped_steps"] = self.dropped
         f.attrs["cameras"] = list(self.cameras)
-        for key, value in attrs.items():
+        for key, value in self.attrs.items():
             f.attrs[key] = "" if value is None else value
-        f.close()
-        os.replace(self._tmp, self.path)
-        return self.path.stat().st_size
-
-    def discard(self) -> None:
-        """Drop the episode: nothing is left on disk (a finished file, already renamed, is kept)."""
-        self._shutdown_pool()
-        if self._file.id.valid:
-            self._file.close()
-        self._tmp.unlink(missing_ok=True)
-
-    def _shutdown_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
 
     def _stack(self, name: str) -> np.ndarray:
         rows = self._rows[name]
         return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
-
-
-class EpisodeWriter:
-    def __init__(self, path: str | Path, cameras: Mapping[str, tuple[int, int]], *, compress: bool = False,
-                 jpeg_quality: int = 50, dim: int = 14, attrs: Mapping[str, Any] | None = None,
-                 queue_size: int = 512, encode_threads: int = 2) -> None:
-        self.path = Path(path)
-        self.cameras = dict(cameras)
-        self.compress = compress
-        self.attrs = dict(attrs or {})
-        self.dropped = 0
-        self.queue_high_water = 0
-        self._file = EpisodeFile(self.path, cameras, compress=compress, jpeg_quality=jpeg_quality, dim=dim,
-                                 encode_threads=encode_threads)
-        self._queue: queue.Queue[StepRecord | None] = queue.Queue(maxsize=queue_size)
-        self._error: BaseException | None = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name=f"writer-{self.path.name}", daemon=True)
-        self._thread.start()
-
-    # -- the control loop's side ------------------------------------------------------------------
-    def append(self, record: StepRecord) -> bool:
-        """Queue a step for writing; never blocks. False (and counted) if the queue is full."""
-        if self._closed:
-            raise RuntimeError(f"{self.path}: the episode is closed")
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
-            return False
-        self.queue_high_water = max(self.queue_high_water, self._queue.qsize())
-        return True
-
-    @property
-    def steps_queued(self) -> int:
-        return self._file.steps + self._queue.qsize()
-
-    def close(self, attrs: Mapping[str, Any] | None = None) -> WriteSummary:
-        """Write what is queued, finish the file and rename it into place."""
-        start = time.perf_counter()
-        self._stop_thread()
-        try:
-            if self._error is not None:
-                raise RuntimeError(f"{self.path}: writing the episode failed: {self._error}") from self._error
-            size = self._file.finish({**self.attrs, **(attrs or {})}, self.dropped)
-        except BaseException:
-            self.discard()
-            raise
-        return WriteSummary(self.path, self._file.steps, self.dropped, self.queue_high_water, size,
-                            time.perf_counter() - start)
-
-    def discard(self) -> None:
-        """Drop the episode: nothing is left on disk."""
-        self._stop_thread()
-        self._file.discard()
-
-    def __enter__(self) -> EpisodeWriter:
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is not None:
-            self.discard()
-        elif not self._closed:
-            self.close()
-
-    # -- the writer thread ----------------------------------------------------------------------
-    def _stop_thread(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)  # blocks only if full, and the thread is draining it
-        self._thread.join()
-
-    def _run(self) -> None:
-        while (record := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # keep draining so close() returns; the error is raised there
-            try:
-                self._file.write(record)
-            except BaseException as exc:  # reported by close(), which discards the file
-                self._error = exc

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from multiprocessing import shared_memory
-from pathlib import Path
+import threading
 
 import h5py
 import numpy as np
@@ -17,12 +11,8 @@ import pytest
 from aloha_files import CAMS, H, W, aloha_compressed, aloha_raw, scene
 
 from recording.dataset import Dataset, DatasetError, DatasetInfo, EpisodeInfo
-from recording.process_writer import ProcessEpisodeWriter
 from recording.reader import EpisodeFormatError, EpisodeReader
 from recording.writer import EpisodeWriter, StepRecord, partial_path
-
-# Every writer test runs against both: the thread in this process, and the child process fed through shared memory.
-writers = pytest.mark.parametrize("writer_class", [EpisodeWriter, ProcessEpisodeWriter], ids=["thread", "process"])
 
 
 def record(step: int, cams=CAMS) -> StepRecord:
@@ -32,18 +22,17 @@ def record(step: int, cams=CAMS) -> StepRecord:
                       image_t={c: 0.02 * step - 0.001 for c in cams}, intervention=step % 3 == 0)
 
 
-def write_episode(path, steps: int = 20, compress: bool = False, writer_class=EpisodeWriter, **attrs):
-    with writer_class(path, dict.fromkeys(CAMS, (H, W)), compress=compress, attrs=attrs) as writer:
+def write_episode(path, steps: int = 20, compress: bool = False, **attrs):
+    with EpisodeWriter(path, dict.fromkeys(CAMS, (H, W)), compress=compress, attrs=attrs) as writer:
         for i in range(steps):
             assert writer.append(record(i))
         return writer.close()
 
 
-@writers
 @pytest.mark.parametrize("compress", [False, True], ids=["raw", "jpeg"])
-def test_an_episode_round_trips(tmp_path, compress, writer_class):
+def test_an_episode_round_trips(tmp_path, compress):
     path = tmp_path / "episode_0.hdf5"
-    summary = write_episode(path, compress=compress, writer_class=writer_class, kind="demo", fps=50.0)
+    summary = write_episode(path, compress=compress, kind="demo", fps=50.0)
     assert summary.steps == 20 and summary.dropped == 0 and path.exists()
     assert not partial_path(path).exists()
     with EpisodeReader(path) as ep:
@@ -69,40 +58,23 @@ def test_an_episode_round_trips(tmp_path, compress, writer_class):
                 assert ep._file[f"/observations/images/{cam}"].shape[1] == lengths[i].max()
 
 
-def row_once_released(flag: Path, row: np.ndarray) -> np.ndarray:
-    deadline = time.monotonic() + 10
-    while not flag.exists():
-        assert time.monotonic() < deadline, "never released"
-        time.sleep(0.01)
-    return row
-
-
 class StalledRow:
-    """A qpos row that the writer cannot have until `release()`: a disk that stalls while the loop runs on.
+    """A qpos row whose conversion waits for `release`: a disk that stalls while the loop runs on."""
 
-    The thread writer waits in its conversion to an array; the process writer's child while unpickling it.
-    """
-
-    def __init__(self, row: np.ndarray, flag: Path) -> None:
-        self.row, self.flag = row, flag
-
-    def release(self) -> None:
-        self.flag.touch()
+    def __init__(self, row: np.ndarray) -> None:
+        self.row, self.release = row, threading.Event()
 
     def __array__(self, dtype=None, copy=None):
-        return row_once_released(self.flag, self.row).astype(dtype or self.row.dtype)
-
-    def __reduce__(self):
-        return row_once_released, (self.flag, self.row)
+        assert self.release.wait(10)
+        return self.row.astype(dtype or self.row.dtype)
 
 
-@writers
-def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path, writer_class):
-    writer = writer_class(tmp_path / "episode_0.hdf5", dict.fromkeys(CAMS, (H, W)), queue_size=2)
+def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
+    writer = EpisodeWriter(tmp_path / "episode_0.hdf5", dict.fromkeys(CAMS, (H, W)), queue_size=2)
     first = record(0)
-    first.qpos = stalled = StalledRow(first.qpos, tmp_path / "released")
+    first.qpos = stalled = StalledRow(first.qpos)
     results = [writer.append(first)] + [writer.append(record(i)) for i in range(1, 20)]
-    stalled.release()
+    stalled.release.set()
     summary = writer.close()
     assert summary.dropped == results.count(False) > 0
     assert summary.steps == results.count(True)
@@ -111,101 +83,20 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path, writer_clas
         assert ep.length == summary.steps and ep.attrs["dropped_steps"] == summary.dropped
 
 
-@writers
-def test_a_failed_write_leaves_no_file(tmp_path, writer_class):
+def test_a_failed_write_leaves_no_file(tmp_path):
     path = tmp_path / "episode_0.hdf5"
-    writer = writer_class(path, dict.fromkeys(CAMS, (H, W)))
+    writer = EpisodeWriter(path, dict.fromkeys(CAMS, (H, W)))
     writer.append(record(0, cams=CAMS[:2]))  # two cameras missing
     with pytest.raises(RuntimeError, match="cam_left_wrist, cam_right_wrist"):
         writer.close()
     assert list(tmp_path.iterdir()) == []
 
 
-@writers
-def test_an_existing_episode_is_never_overwritten(tmp_path, writer_class):
+def test_an_existing_episode_is_never_overwritten(tmp_path):
     path = tmp_path / "episode_0.hdf5"
-    write_episode(path, steps=2, writer_class=writer_class)
+    write_episode(path, steps=2)
     with pytest.raises(FileExistsError, match="episode_0.hdf5"):
-        writer_class(path, {})
-
-
-@writers
-def test_a_discarded_episode_leaves_nothing(tmp_path, writer_class):
-    writer = writer_class(tmp_path / "episode_0.hdf5", dict.fromkeys(CAMS, (H, W)))
-    for i in range(5):
-        writer.append(record(i))
-    writer.discard()
-    assert list(tmp_path.iterdir()) == []
-
-
-def shared_memory_exists(name: str) -> bool:
-    try:
-        shared_memory.SharedMemory(name=name).close()  # attaching registers it with this process's tracker...
-    except FileNotFoundError:
-        return False
-    from multiprocessing import resource_tracker
-    resource_tracker.unregister(f"/{name}", "shared_memory")  # ...which must not unlink it at exit
-    return True
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"  # a zombie has ended
-
-
-def test_the_process_writer_leaves_no_child_or_shared_memory(tmp_path):
-    writer = ProcessEpisodeWriter(tmp_path / "episode_0.hdf5", dict.fromkeys(CAMS, (H, W)))
-    pid, shm = writer.pid, writer._shm.name
-    writer.append(record(0))
-    writer.close()
-    assert gone(pid) and not shared_memory_exists(shm)
-    with pytest.raises(RuntimeError, match="closed"):
-        writer.append(record(1))
-    wrong = ProcessEpisodeWriter(tmp_path / "episode_1.hdf5", dict.fromkeys(CAMS, (H, W)))
-    bad = record(0)
-    bad.images["cam_low"] = bad.images["cam_low"][:10]  # refused on the loop's side, reported at close
-    wrong.append(bad)
-    with pytest.raises(RuntimeError, match="step 0: cam_low"):
-        wrong.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["episode_0.hdf5"]
-
-
-KILLED_PARENT = """
-import sys, time
-sys.path.insert(0, {tests!r})
-from aloha_files import CAMS, H, W
-from test_recording import record
-from recording.process_writer import ProcessEpisodeWriter
-if __name__ == "__main__":
-    writer = ProcessEpisodeWriter({path!r}, dict.fromkeys(CAMS, (H, W)))
-    for i in range(5):
-        writer.append(record(i))
-    print(writer.pid, writer._shm.name, flush=True)
-    time.sleep(60)
-"""
-
-
-def test_the_process_writers_child_leaves_with_its_parent(tmp_path):
-    path = tmp_path / "episode_0.hdf5"
-    script = KILLED_PARENT.format(tests=str(Path(__file__).parent), path=str(path))
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        pid, shm = parent.stdout.readline().split()
-        deadline = time.monotonic() + 30
-        while not partial_path(path).exists():  # the child has started the episode
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
-    deadline = time.monotonic() + 30
-    while not gone(int(pid)) or shared_memory_exists(shm):
-        assert time.monotonic() < deadline, "the writer's child or its shared memory outlived the parent"
-        time.sleep(0.1)
-    assert list(tmp_path.iterdir()) == []
+        EpisodeWriter(path, {})
 
 
 def test_aloha_raw_and_act_sim_files_are_read(tmp_path):
