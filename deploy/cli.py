@@ -281,33 +281,33 @@ def _setup(args: argparse.Namespace) -> tuple[Rig, Checkpoint]:
 
 
 def deploy_main(argv: list[str] | None = None) -> int:
-    args = deploy_parser().parse_args(argv)
-    try:
-        rig, checkpoint = _setup(args)
+    def run(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint) -> int:
         if is_sim_world(rig):
             return run_sim(args, rig, checkpoint, args.episodes, verbose=True)
         return run_hardware(args, rig, checkpoint)
-    except KeyboardInterrupt:
-        print("interrupted: followers held, then released; saved episodes are kept", file=sys.stderr)
-        return 130
-    except (*ERRORS, CheckpointError) as exc:
-        print(f"tandem-deploy: {exc}", file=sys.stderr)
-        return 1
+
+    return _main("tandem-deploy", deploy_parser().parse_args(argv), run)
 
 
 def eval_main(argv: list[str] | None = None) -> int:
-    args = eval_parser().parse_args(argv)
-    try:
-        rig, checkpoint = _setup(args)
+    def run(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint) -> int:
         if not is_sim_world(rig):
             raise ValueError(f"tandem-eval runs on the simulated rig (--rig sim); {rig.source} is hardware: use "
                              "tandem-deploy there")
         return run_sim(args, rig, checkpoint, args.episodes, verbose=False)
+
+    return _main("tandem-eval", eval_parser().parse_args(argv), run)
+
+
+def _main(prog: str, args: argparse.Namespace, run) -> int:
+    try:
+        rig, checkpoint = _setup(args)
+        return run(args, rig, checkpoint)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: followers held, then released; saved episodes are kept", file=sys.stderr)
         return 130
     except (*ERRORS, CheckpointError) as exc:
-        print(f"tandem-eval: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
 
 
