@@ -101,7 +101,7 @@ def training_dataset(checkpoint: Checkpoint) -> Dataset | None:
         return None
 
 
-def run_sim(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint, episodes: int, verbose: bool) -> int:
+def run_sim(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint, verbose: bool) -> int:
     from robot.sim.world_process import SimWorldProcess  # MuJoCo only for the simulated rig
 
     trained_on = training_dataset(checkpoint)
@@ -124,6 +124,7 @@ def run_sim(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint, episodes
         size = tuple(next(iter(trained_on.info.image_size.values())))
     size = size or checkpoint.config.image_size
     steps = args.episode_steps or EPISODE_STEPS[task]
+    episodes = args.episodes
     world = SimWorldProcess(rig, task, image_size=size, cameras=cameras, operator="off")
     with world as live, connect(live, say=print if verbose else (lambda s: None), **world.bus_options) as connected:
         layout = StateLayout.from_connected(connected)
@@ -283,7 +284,7 @@ def _setup(args: argparse.Namespace) -> tuple[Rig, Checkpoint]:
 def deploy_main(argv: list[str] | None = None) -> int:
     def run(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint) -> int:
         if is_sim_world(rig):
-            return run_sim(args, rig, checkpoint, args.episodes, verbose=True)
+            return run_sim(args, rig, checkpoint, verbose=True)
         return run_hardware(args, rig, checkpoint)
 
     return _main("tandem-deploy", deploy_parser().parse_args(argv), run)
@@ -294,7 +295,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         if not is_sim_world(rig):
             raise ValueError(f"tandem-eval runs on the simulated rig (--rig sim); {rig.source} is hardware: use "
                              "tandem-deploy there")
-        return run_sim(args, rig, checkpoint, args.episodes, verbose=False)
+        return run_sim(args, rig, checkpoint, verbose=False)
 
     return _main("tandem-eval", eval_parser().parse_args(argv), run)
 

@@ -39,10 +39,6 @@ class TakeoverRecorder:
                                      attrs=self._attrs(), intervention=lambda: self.human)
                          if keep_rollout else None)
 
-    @property
-    def rollout_index(self) -> int | None:
-        return self._rollout.index if self._rollout else None
-
     def _attrs(self) -> dict:
         return {"checkpoint": self.checkpoint, **({"seed": self.seed} if self.seed is not None else {})}
 

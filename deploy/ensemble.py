@@ -44,10 +44,6 @@ class ActionEnsembler:
         self._starts[slot] = start_step
         self._added += 1
 
-    def covers(self, step: int) -> bool:
-        offsets = step - self._starts
-        return bool(np.any((offsets >= 0) & (offsets < self.chunk_size)))
-
     def action(self, step: int) -> np.ndarray | None:
         """The action for `step`, or None when no stored chunk covers it."""
         offsets = step - self._starts

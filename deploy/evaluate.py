@@ -70,7 +70,6 @@ class EvalReport:
     mode: str
     gate: str
     episodes: list[EpisodeOutcome] = field(default_factory=list)
-    loop_lines: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)  # each episode's inference p50
 
     @property
@@ -158,7 +157,6 @@ def evaluate(world: SimWorldProcess, connected: ConnectedRig, predictor: ChunkPr
                                  next((e.index for e in saved if e.kind == "rollout"), None),
                                  time.perf_counter() - start)
         report.episodes.append(outcome)
-        report.loop_lines.append(result.loop.line())
         if result.inferences:
             report.latencies_ms.append(result.latency_ms[0])
         if on_episode:

@@ -82,7 +82,6 @@ class DeployController:
         self.pairs = list(pairs)
         self.on_switch = on_switch
         self.mode = Mode.HUMAN  # until start(): the leaders are limp
-        self.switches = 0
         self._held: dict[str, np.ndarray] = {}  # the followers' last targets, held while the policy has none
         # A leader closes in on its follower at a person-safe speed (it may be far off when the policy starts),
         # then keeps pace with it (the loop's per-step clamp still bounds every command).
@@ -130,7 +129,6 @@ class DeployController:
         if mode is self.mode:
             return
         self._apply(mode, loop)
-        self.switches += 1
         if self.on_switch is not None:
             self.on_switch(mode)
 
