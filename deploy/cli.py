@@ -70,6 +70,10 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--gate", default="", metavar="RULE",
                      help="the scripted operator takes over when RULE fires: drift[:RAD[:STEPS]], dropped, "
                      "stalled[:STEPS] (see robot/sim/gate.py); default: no takeovers")
+    sim.add_argument("--expert-labels", action="store_true",
+                     help="with --dataset: plain DAgger; the policy drives every step and each rollout is saved as a "
+                     "correction episode holding the action the scripted expert would command in every state it "
+                     "visited (not with --gate)")
     sim.add_argument("--image-size", type=image_size, metavar="HxW", help="rendered camera size (default: the "
                      "size the checkpoint's dataset was recorded at, else the policy's input size)")
     sim.add_argument("--episode-steps", type=int, default=0, metavar="N",
@@ -111,6 +115,9 @@ def run_sim(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint, verbose:
                          "does not name one)")
     if args.gate:
         parse_gate(args.gate)  # a bad rule is refused before the world starts
+    if args.expert_labels and (args.gate or not args.dataset):
+        raise ValueError("--expert-labels needs --dataset (where the labelled rollouts go) and no --gate: the "
+                         "expert labels every step instead of taking over")
     existing = Dataset.open(args.dataset) if args.dataset and (Path(args.dataset) / "dataset.json").exists() else None
     cameras = list(checkpoint.config.camera_names)
     size = args.image_size
@@ -133,12 +140,14 @@ def run_sim(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint, verbose:
         if args.dataset:
             sizes = {name: world.image_size for name in world.cameras}
             dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, not args.raw, task))
-            collect = Collect(dataset, RecordOptions(compress=not args.raw), keep_rollouts=args.keep_rollouts)
+            collect = Collect(dataset, RecordOptions(compress=not args.raw), keep_rollouts=args.keep_rollouts,
+                              expert_labels=args.expert_labels)
         predictor = ChunkPredictor(checkpoint, args.device)
         print(f"{task}: {episodes} episode(s) of {steps} steps from seed {args.seed}, policy {checkpoint.path} "
               f"({checkpoint.config.policy}, chunk {checkpoint.config.chunk_size}, cameras "
               f"{', '.join(checkpoint.config.camera_names) or 'none'}), mode {args.mode}, cameras rendered at "
-              f"{size[0]}x{size[1]}" + (f", gate {args.gate}" if args.gate else ""), flush=True)
+              f"{size[0]}x{size[1]}" + (f", gate {args.gate}" if args.gate else "")
+              + (", the expert labels every step" if args.expert_labels else ""), flush=True)
         stages = REWARD_STAGES[task]
         count = [0]
 
@@ -160,6 +169,8 @@ def run_sim(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint, verbose:
 def run_hardware(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint) -> int:
     from robot.cameras import open_cameras
 
+    if args.expert_labels:
+        raise ValueError("--expert-labels needs the simulated rig's scripted expert (--rig sim)")
     options = deploy_options(args)
     steps = round(args.seconds * rig.control_hz) if args.seconds > 0 else None
     with ExitStack() as stack:

@@ -28,7 +28,10 @@ from recording.layout import StateLayout
 from recording.reader import EpisodeReader
 from recording.session import RecordOptions
 from robot.rig import load_rig
+from robot.sim.expert import JOINT_SPEED
 from robot.sim.sim_clock import SimClock
+from robot.sim.world import CONTROL_DT
+from robot.sim.world_rig import LABEL_REANCHOR_RAD
 from robot.sim.world_process import SimWorldProcess
 from teleop.loop import ControlLoop
 from teleop.pedal import TogglePedal
@@ -229,6 +232,36 @@ def test_gated_takeovers_become_corrections_and_the_dataset_trains(demos, checkp
     assert train_main(["--dataset", str(data), "--out", str(run), *TINY, "--steps", "3",
                        "--correction-weight", "3"]) == 0
     assert corrections[0] in load_checkpoint(run / "last").meta.extra["train_episodes"]
+
+
+def test_expert_labels_save_each_rollout_with_the_experts_action_for_every_visited_state(demos, checkpoint,
+                                                                                        tmp_path, capsys):
+    """Plain DAgger: the policy drives all 60 steps; the saved episode has the observations it met and, as
+    actions, the expert's targets from each of those states: never further than the re-anchoring bound
+    plus one step of the expert's motion, in the rig's units and arm order."""
+    data = tmp_path / "demos"
+    shutil.copytree(demos, data)
+    report = tmp_path / "report.json"
+    assert eval_main(["--checkpoint", str(checkpoint), "--episodes", "1", "--episode-steps", "60",
+                      "--expert-labels", "--dataset", str(data), "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "expert labels" in out and "1 correction episode(s) saved, 60 labelled steps" in out, out
+    summary = json.loads(report.read_text())
+    assert summary["expert_labels"] and summary["labelled_steps"] == 60
+    index = summary["per_episode"][0]["corrections"][0]
+    info = Dataset.open(data).episode(index)
+    assert info.kind == "correction" and info.length == 60 and info.seed == 1000
+    with EpisodeReader(data / info.file) as episode:
+        assert episode.attrs["labels"] == "expert"
+        qpos, action = episode.qpos, episode.action
+    arm = np.r_[0:6, 7:13]
+    gap = np.abs(action[:, arm] - qpos[:, arm]).max(axis=1)
+    assert gap.max() <= LABEL_REANCHOR_RAD + JOINT_SPEED * CONTROL_DT + 1e-3, gap
+    assert gap[0] <= JOINT_SPEED * CONTROL_DT + 1e-3  # the first label: one step of the expert from the start
+    assert np.all((action[:, [6, 13]] > -0.05) & (action[:, [6, 13]] < 1.05))  # grippers 0 closed .. 1 open
+
+    assert eval_main(["--checkpoint", str(checkpoint), "--expert-labels", "--gate", "drift"]) == 1
+    assert "--expert-labels needs --dataset" in capsys.readouterr().err
 
 
 def test_a_checkpoint_for_cameras_the_rig_lacks_is_refused(checkpoint, tmp_path, capsys):

@@ -84,7 +84,12 @@ class SimWorldProcess:
         return self._child.request(("pedal",))
 
     def set_operator(self, mode: str) -> None:
+        """expert, gated, labels or off (robot/sim/world_rig.py)."""
         self._child.request(("set_operator", mode))
+
+    def label(self) -> dict[str, tuple[list[float], float]] | None:
+        """Operator mode "labels": per side, the joints and gripper opening the expert would command now."""
+        return self._child.request(("label",))
 
     def set_gate(self, spec: str) -> None:
         """The scripted operator's gate rule for operator mode "gated" (robot/sim/gate.py)."""

@@ -28,8 +28,12 @@ from robot.sim.virtual_bus import VirtualBus
 from robot.sim.world import World, gripper_normalized_from_angle
 
 CURRENT_UNITS_PER_NM = 1 / (2.3 * 0.00269)  # X-series: ~2.3 N·m per A, Present Current in 2.69 mA units
-OPERATOR_MODES = ("expert", "gated", "off")  # gated: the expert takes the leaders when its gate rule says so
+# gated: the expert takes the leaders when its gate rule says so; labels: it only says what it would command
+OPERATOR_MODES = ("expert", "gated", "labels", "off")
 MAIN_OBJECT = {"transfer_cube": "red_box", "insertion": "red_peg"}  # what "dropped" watches
+# labels mode: an expert whose plan is this far from where the policy took the arms plans again from there;
+# its own commands lead its followers by at most ~0.16 rad (recorded demos)
+LABEL_REANCHOR_RAD = 0.3
 
 
 @dataclass
@@ -70,6 +74,7 @@ class WorldRig:
         self.operator = operator
         self._gate_spec = "never"
         self.gate: Gate = parse_gate(self._gate_spec)
+        self.labels: dict[str, tuple[np.ndarray, float]] | None = None
         self.steps = 0
         self.reset(0)
 
@@ -84,6 +89,7 @@ class WorldRig:
         for arm in self.followers:
             self.buses[arm.name].hold_here()
         self._pose_leaders(None)
+        self._label_step()
         self._render()
         return self.status()
 
@@ -101,6 +107,8 @@ class WorldRig:
                 self._pose_leaders(self.expert.act())
             elif self.operator == "gated":
                 self._gated_step()
+            elif self.operator == "labels":
+                self._label_step()
             ran = True
         if ran:
             self._render()
@@ -109,9 +117,12 @@ class WorldRig:
     def set_operator(self, mode: str) -> None:
         if mode not in OPERATOR_MODES:
             raise ValueError(f"operator {mode!r} is not one of {', '.join(OPERATOR_MODES)}")
-        if mode == "expert" and self.operator != "expert":
+        if mode == self.operator:
+            return
+        if mode in ("expert", "labels"):
             self.expert.reset()  # take over from the state as it is
         self.operator = mode
+        self._label_step()
 
     def set_gate(self, spec: str) -> None:
         """The rule for gated mode (see robot/sim/gate.py); starts afresh with each episode."""
@@ -121,6 +132,13 @@ class WorldRig:
     def pedal(self) -> bool:
         """The scripted operator's pedal (gated mode): a cheap poll for every control step."""
         return self.operator == "gated" and self.gate.pedal
+
+    def label(self) -> dict[str, tuple[list[float], float]] | None:
+        """Labels mode: per side, the 6 joint targets and gripper opening the expert would command from the
+        state the followers show now (None in other modes)."""
+        if self.labels is None:
+            return None
+        return {side: (joints.tolist(), float(opening)) for side, (joints, opening) in self.labels.items()}
 
     def status(self) -> WorldStatus:
         w = self.world
@@ -134,7 +152,7 @@ class WorldRig:
         targets = self.expert.act()
         contacts = Contacts(self.world)
         obj = MAIN_OBJECT[self.world.task_name]
-        gap = max(drift(targets[a.side][0], self.world.read_arm(a.side).position[:6]) for a in self.followers)
+        gap = self._drift(targets)
         was_down = self.gate.pedal
         down = self.gate.update(GateInput(
             self.world.reward(), self.world.max_reward, self.world.success, gap,
@@ -147,6 +165,20 @@ class WorldRig:
             self._pose_leaders(targets)
         elif was_down:
             self.expert.reset()  # handed back: the shadow starts again from here
+
+    def _label_step(self) -> None:
+        """Plain DAgger's expert: plans along from the state the policy left, never touches the leaders."""
+        if self.operator != "labels":
+            self.labels = None
+            return
+        targets = self.expert.act()
+        if self._drift(targets) > LABEL_REANCHOR_RAD:
+            self.expert.reset()  # the policy took the arms elsewhere: plan again from where they are
+            targets = self.expert.act()
+        self.labels = targets
+
+    def _drift(self, targets: dict[str, tuple[np.ndarray, float]]) -> float:
+        return max(drift(targets[a.side][0], self.world.read_arm(a.side).position[:6]) for a in self.followers)
 
     # -- followers <-> world -----------------------------------------------------------------------
     def _apply_follower_goals(self) -> None:
