@@ -140,7 +140,7 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
     indices = [e.index for e in dataset.episodes(s.kinds)]
     train_ids, val_ids = split_episodes(indices, s.val_fraction, s.seed)
     config = s.policy
-    start_step, stats, resumed, best_val = 0, None, None, None
+    start_step, stats, resumed, best_val, trained_before = 0, None, None, None, 0.0
     last_dir, best_dir = s.out / "last", s.out / "best"
     if s.resume:
         if not last_dir.is_dir():
@@ -148,6 +148,7 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
         resumed = load_checkpoint(last_dir)
         config, stats, start_step = resumed.config, resumed.stats, resumed.meta.step
         best_val = resumed.meta.extra.get("best_val_loss")
+        trained_before = float(resumed.meta.extra.get("train_seconds", 0.0))
     if stats is None:
         stats = compute_stats(load_episodes(dataset, train_ids))
     data = EpisodeDataset(dataset, train_ids, camera_names=config.camera_names, image_size=config.image_size,
@@ -192,7 +193,9 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
         save_checkpoint(directory, policy, config, stats, step=step, dataset_digest=digest, optimizer=optimizer,
                         scheduler=scheduler, extra={"best_val_loss": best_val, "train_episodes": train_ids,
                                                     "val_episodes": val_ids, "dataset": str(s.dataset),
-                                                    "start_qpos": start_qpos})
+                                                    "start_qpos": start_qpos,
+                                                    # wall time spent training, over every resumed run
+                                                    "train_seconds": trained_before + time.perf_counter() - started})
 
     batches = _batches(loader)
     step, loss_value, started, samples = start_step, float("nan"), time.perf_counter(), 0

@@ -105,6 +105,7 @@ def test_resume_continues_from_the_saved_step(sim_dataset, tmp_path):
     resumed = load_checkpoint(out / "last")
     assert resumed.meta.step == 30 and resumed.optimizer_state()["scheduler"]["last_epoch"] == 30
     assert json.dumps(resumed.stats.to_dict()) == json.dumps(first.stats.to_dict())  # the stats it began with
+    assert resumed.meta.extra["train_seconds"] > first.meta.extra["train_seconds"] > 0  # both runs' time
 
 
 def test_resume_without_a_checkpoint_is_refused(sim_dataset, tmp_path, capsys):
