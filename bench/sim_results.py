@@ -1,0 +1,277 @@
+"""The simulated rig's results table, end to end: demos -> ACT -> 50 seeded rollouts, a DAgger round, ablations.
+
+    python3 bench/sim_results.py --work runs/results                  # everything (many hours on 2 cores)
+    python3 bench/sim_results.py --work runs/results --only base      # some experiments (names below)
+    python3 bench/sim_results.py --work runs/results --table          # the table from what is done so far
+    python3 bench/sim_results.py --work runs/results --dry-run        # the commands (as for an empty folder)
+
+Every step is one of the project's commands (tandem-record, tandem-train,
+tandem-eval), printed before it runs, its output in WORK/logs/. A step whose
+output exists is skipped and an interrupted training run resumes from its last
+checkpoint, so running the script again continues where it stopped. Run it in
+the background (nohup ... &); it is not part of the test suite.
+
+Experiments (--only takes these names):
+  base        50 transfer_cube demos, ACT (`--preset`), evaluated with temporal ensembling and open-loop chunks
+  insertion   the same recipe on insertion
+  round       one human-gated DAgger round: the scripted gate's takeovers on seeds 2000.. become corrections,
+              the base policy is trained further on demos + corrections; against it, the same further
+              training on (a) plain demos and (b) expert-labelled rollouts (plain DAgger), each with as many
+              labelled steps as the corrections hold
+  chunks      chunk sizes 1, 10 and 100 (50 is the base)
+  bc          the BC-ConvMLP baseline
+Each policy is evaluated on the same 50 seeds (1000..1049, none of them a demo's seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from deploy.evaluate import wilson  # noqa: E402
+from recording.dataset import INDEX, Dataset  # noqa: E402
+from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
+
+EXPERIMENTS = ("base", "insertion", "round", "chunks", "bc")
+
+
+@dataclass(frozen=True)
+class Settings:
+    work: Path
+    demos: int
+    steps: int  # training steps of a policy from scratch
+    extra_steps: int  # further training of the base policy in the DAgger round and its comparisons
+    episodes: int  # evaluation rollouts per policy
+    round_episodes: int  # gated rollouts that collect corrections
+    gate: str
+    preset: str
+    image_size: str
+    dry_run: bool
+
+    def data(self, name: str) -> Path:
+        return self.work / "data" / name
+
+    def run(self, name: str) -> Path:
+        return self.work / "runs" / name
+
+    def result(self, name: str) -> Path:
+        return self.work / "results" / f"{name}.json"
+
+
+# -- running one command, skipped when its output exists ---------------------------------------------------------
+def command(s: Settings, log_name: str, args: list[str]) -> None:
+    if shutil.which(args[0]) is None:
+        raise SystemExit(f"{args[0]} is not on PATH: install the project first (pip install -e .)")
+    line = shlex.join(args)
+    print(f"$ {line}", flush=True)
+    if s.dry_run:
+        return
+    log = s.work / "logs" / f"{log_name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log.open("a") as out:
+        out.write(f"$ {line}\n")
+        out.flush()
+        done = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, env={"MUJOCO_GL": "egl", **os.environ})
+    if done.returncode != 0:
+        raise SystemExit(f"failed ({done.returncode}) after {time.perf_counter() - started:.0f} s; see {log}")
+    print(f"  done in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+
+
+def episodes_of(path: Path, kind: str) -> list:
+    return Dataset.open(path).episodes([kind]) if (path / INDEX).exists() else []
+
+
+def record_demos(s: Settings, name: str, task: str, count: int, first_seed: int = 0) -> None:
+    """`count` demos with seeds first_seed.. in data/NAME; an interrupted recording goes on from its last seed."""
+    have = len(episodes_of(s.data(name), "demo"))
+    if have >= count:
+        return
+    command(s, f"record_{name}", ["tandem-record", "--rig", "sim", "--task", task, "--dataset", str(s.data(name)),
+                                  "--episodes", str(count - have), "--seed", str(first_seed + have),
+                                  "--image-size", s.image_size])
+
+
+def copy_dataset(s: Settings, source: str, name: str) -> None:
+    """A dataset that grows from another: the episode files are hard links (never rewritten), the index a copy."""
+    target = s.data(name)
+    if (target / INDEX).exists() or s.dry_run:
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for f in s.data(source).glob("episode_*.hdf5"):
+        if not (target / f.name).exists():
+            os.link(f, target / f.name)
+    shutil.copy2(s.data(source) / INDEX, target / INDEX)
+
+
+def trained_step(run: Path) -> int:
+    meta = run / "last" / "meta.json"
+    return json.loads(meta.read_text())["step"] if meta.exists() else 0
+
+
+def train(s: Settings, name: str, dataset: str, steps: int, *extra: str, start_from: str | None = None) -> None:
+    """Train runs/NAME to `steps`; `start_from`: continue another run's last checkpoint on this dataset."""
+    run = s.run(name)
+    if trained_step(run) >= steps:
+        return
+    if start_from is not None and not (run / "last").exists() and not s.dry_run:
+        shutil.copytree(s.run(start_from) / "last", run / "last")
+    resume = ["--resume"] if (run / "last").exists() or start_from is not None else []
+    command(s, f"train_{name}", ["tandem-train", "--dataset", str(s.data(dataset)), "--out", str(run),
+                                 "--preset", s.preset, "--steps", str(steps), "--cache-images", "--workers", "0",
+                                 "--save-every", "500", "--val-every", "1000", "--no-progress", *resume, *extra])
+
+
+def evaluate(s: Settings, name: str, run: str, *extra: str, episodes: int | None = None, seed: int = 1000) -> None:
+    if s.result(name).exists():
+        return
+    command(s, f"eval_{name}", ["tandem-eval", "--rig", "sim", "--checkpoint", str(s.run(run) / "last"),
+                                "--episodes", str(episodes or s.episodes), "--seed", str(seed),
+                                "--json", str(s.result(name)), *extra])
+
+
+def labelled_steps(s: Settings, name: str) -> int:
+    if s.dry_run and not s.result(name).exists():
+        return 4 * EPISODE_STEPS["transfer_cube"]  # a stand-in for printing the commands
+    return json.loads(s.result(name).read_text())["labelled_steps"]
+
+
+# -- the experiments ------------------------------------------------------------------------------------------
+def base(s: Settings) -> None:
+    record_demos(s, "transfer_cube", "transfer_cube", s.demos)
+    train(s, "act", "transfer_cube", s.steps)
+    evaluate(s, "act_ensemble", "act")
+    evaluate(s, "act_chunk", "act", "--mode", "chunk")
+
+
+def insertion(s: Settings) -> None:
+    record_demos(s, "insertion", "insertion", s.demos)
+    train(s, "insertion_act", "insertion", s.steps)
+    evaluate(s, "insertion_act_ensemble", "insertion_act")
+    evaluate(s, "insertion_act_chunk", "insertion_act", "--mode", "chunk")
+
+
+def dagger_round(s: Settings) -> None:
+    base(s)
+    total = trained_step(s.run("act")) + s.extra_steps if not s.dry_run else s.steps + s.extra_steps
+    # 1. human-gated: the scripted operator takes over when its gate fires; its steps are the corrections
+    copy_dataset(s, "transfer_cube", "cube_gated")
+    evaluate(s, "collect_gated", "act", "--gate", s.gate, "--dataset", str(s.data("cube_gated")),
+             episodes=s.round_episodes, seed=2000)
+    budget = labelled_steps(s, "collect_gated")
+    train(s, "gated", "cube_gated", total, "--correction-weight", "2", start_from="act")
+    evaluate(s, "gated_ensemble", "gated")
+    # 2. the same number of labelled steps as plain demonstrations (new seeds after the base demos)
+    demos = max(1, math.ceil(budget / EPISODE_STEPS["transfer_cube"]))
+    copy_dataset(s, "transfer_cube", "cube_more_demos")
+    record_demos(s, "cube_more_demos", "transfer_cube", s.demos + demos)
+    train(s, "more_demos", "cube_more_demos", total, start_from="act")
+    evaluate(s, "more_demos_ensemble", "more_demos")
+    # 3. plain DAgger: the policy drives whole rollouts, the expert labels every state they visit
+    copy_dataset(s, "transfer_cube", "cube_expert_labels")
+    evaluate(s, "collect_expert_labels", "act", "--expert-labels", "--dataset", str(s.data("cube_expert_labels")),
+             "--episode-steps", str(math.ceil(budget / demos)), episodes=demos, seed=2000)
+    train(s, "expert_labels", "cube_expert_labels", total, "--correction-weight", "2", start_from="act")
+    evaluate(s, "expert_labels_ensemble", "expert_labels")
+
+
+def chunks(s: Settings) -> None:
+    record_demos(s, "transfer_cube", "transfer_cube", s.demos)
+    for size in (1, 10, 100):
+        train(s, f"act_chunk{size}", "transfer_cube", s.steps, "--chunk-size", str(size))
+        evaluate(s, f"act_chunk{size}_ensemble", f"act_chunk{size}")
+        if size > 1:
+            evaluate(s, f"act_chunk{size}_chunk", f"act_chunk{size}", "--mode", "chunk")
+
+
+def bc(s: Settings) -> None:
+    record_demos(s, "transfer_cube", "transfer_cube", s.demos)
+    train(s, "bc_convmlp", "transfer_cube", s.steps, "--policy", "bc_convmlp")
+    evaluate(s, "bc_convmlp", "bc_convmlp")
+
+
+RUN = {"base": base, "insertion": insertion, "round": dagger_round, "chunks": chunks, "bc": bc}
+
+
+# -- the table ---------------------------------------------------------------------------------------------------
+ROWS = [  # (result, run, what)
+    ("act_ensemble", "act", "ACT, temporal ensembling"),
+    ("act_chunk", "act", "ACT, open-loop chunks"),
+    ("insertion_act_ensemble", "insertion_act", "ACT, temporal ensembling"),
+    ("insertion_act_chunk", "insertion_act", "ACT, open-loop chunks"),
+    ("gated_ensemble", "gated", "ACT + one human-gated DAgger round"),
+    ("more_demos_ensemble", "more_demos", "ACT + as many labelled steps of plain demos"),
+    ("expert_labels_ensemble", "expert_labels", "ACT + as many expert-labelled rollout steps (plain DAgger)"),
+    ("act_chunk1_ensemble", "act_chunk1", "ACT, chunk 1 (no chunking)"),
+    ("act_chunk10_ensemble", "act_chunk10", "ACT, chunk 10, temporal ensembling"),
+    ("act_chunk10_chunk", "act_chunk10", "ACT, chunk 10, open-loop chunks"),
+    ("act_chunk100_ensemble", "act_chunk100", "ACT, chunk 100, temporal ensembling"),
+    ("act_chunk100_chunk", "act_chunk100", "ACT, chunk 100, open-loop chunks"),
+    ("bc_convmlp", "bc_convmlp", "BC-ConvMLP"),
+]
+
+
+def table(s: Settings) -> str:
+    lines = ["| task | policy | demos | corrections (labelled steps) | policy, chunk | training | success (95% CI) "
+             "| episodes reaching each stage |", "|---|---|---|---|---|---|---|---|"]
+    for result, run, what in ROWS:
+        if not s.result(result).exists():
+            continue
+        r = json.loads(s.result(result).read_text())
+        meta = json.loads((s.run(run) / "last" / "meta.json").read_text())
+        config = json.loads((s.run(run) / "last" / "config.json").read_text())
+        data = Path(meta["extra"]["dataset"])
+        demos, corrections = len(episodes_of(data, "demo")), episodes_of(data, "correction")
+        hours = meta["extra"].get("train_seconds", 0.0) / 3600
+        trained = f"{meta['step']} steps" + (f", {hours:.1f} h" if hours else "")
+        lo, hi = wilson(r["successes"], r["episodes"])
+        stages = ", ".join(f"{k} {v}" for k, v in r["stages"].items())
+        fixes = f"{len(corrections)} ({sum(e.length for e in corrections)})" if corrections else "0"
+        lines.append(f"| {r['task']} | {what} | {demos} | {fixes} | {config['policy']}, "
+                     f"{config['chunk_size']} | {trained} | {r['successes']}/{r['episodes']} = "
+                     f"{100 * r['success_rate']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f}%) | {stages} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="folder for datasets, runs, results and logs")
+    parser.add_argument("--only", default=",".join(EXPERIMENTS), help=f"comma-separated: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("--demos", type=int, default=50, help="demonstrations per task (default 50)")
+    parser.add_argument("--steps", type=int, default=20000, help="training steps from scratch (default 20000)")
+    parser.add_argument("--extra-steps", type=int, default=5000,
+                        help="further training in the DAgger round and its comparisons (default 5000)")
+    parser.add_argument("--episodes", type=int, default=50, help="evaluation rollouts per policy (default 50)")
+    parser.add_argument("--round-episodes", type=int, default=20, help="gated rollouts collecting corrections")
+    parser.add_argument("--gate", default="drift", help="the scripted operator's gate rule (default drift)")
+    parser.add_argument("--preset", default="cpu", help="tandem-train preset (default cpu)")
+    parser.add_argument("--image-size", default="240x320", help="rendered camera size of the demos")
+    parser.add_argument("--table", action="store_true", help="only print the table of what is done")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    args = parser.parse_args()
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(EXPERIMENTS))
+    if unknown:
+        parser.error(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
+    s = Settings(args.work, args.demos, args.steps, args.extra_steps, args.episodes, args.round_episodes, args.gate,
+                 args.preset, args.image_size, args.dry_run)
+    if not args.table:
+        for name in only:
+            print(f"== {name}", flush=True)
+            RUN[name](s)
+    print(table(s) if (s.work / "results").is_dir() else "no results yet")
+
+
+if __name__ == "__main__":
+    main()
