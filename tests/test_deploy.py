@@ -31,8 +31,8 @@ from robot.rig import load_rig
 from robot.sim.expert import JOINT_SPEED
 from robot.sim.sim_clock import SimClock
 from robot.sim.world import CONTROL_DT
-from robot.sim.world_rig import LABEL_REANCHOR_RAD
 from robot.sim.world_process import SimWorldProcess
+from robot.sim.world_rig import LABEL_REANCHOR_RAD
 from teleop.loop import ControlLoop
 from teleop.pedal import TogglePedal
 from teleop.session import connect
