@@ -19,6 +19,7 @@ from policies.base import (
     check_targets,
     freeze_if_unused,
     masked_l1,
+    random_shift,
     split_param_groups,
 )
 from policies.config import PolicyConfig
@@ -35,7 +36,7 @@ class ACTPolicy(nn.Module):
         n_cams = len(c.camera_names)
 
         # Images (absent for a state-only policy).
-        self.backbone: ResNet18 | None = resnet18_backbone() if n_cams else None
+        self.backbone: ResNet18 | None = resnet18_backbone(c.backbone_norm) if n_cams else None
         self.normalize_images = ImageNormalizer()
         self.input_proj = nn.Conv2d(ResNet18.channels, d, kernel_size=1) if n_cams else None
         # Every camera gets the same sine grid; the original ACT leaves cameras to be told apart by content alone.
@@ -121,6 +122,8 @@ class ACTPolicy(nn.Module):
         """(B, n_cams, 3, H, W) -> tokens and positions (B, n_cams*h*w, D): all cameras in one backbone pass."""
         assert self.backbone is not None and self.input_proj is not None and self.camera_embed is not None
         b, n_cams = images.shape[:2]
+        if self.training:
+            images = random_shift(images, self.config.image_shift)
         feats = self.input_proj(self.backbone(self.normalize_images(images.flatten(0, 1))))  # (B*n, D, h, w)
         d, h, w = feats.shape[1:]
         tokens = feats.view(b, n_cams, d, h * w).transpose(2, 3).reshape(b, n_cams * h * w, d)

@@ -46,6 +46,19 @@ class ImageNormalizer(nn.Module):
         return (images - self.mean) / self.std
 
 
+def random_shift(images: Tensor, pixels: int) -> Tensor:
+    """DrQ's augmentation, (..., 3, H, W) -> same shape: each image padded by repeating its border, then cropped
+    back at a random offset of up to `pixels` each way."""
+    if pixels <= 0:
+        return images
+    flat = images.reshape(-1, *images.shape[-3:])
+    h, w = flat.shape[-2:]
+    padded = nn.functional.pad(flat, (pixels,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * pixels + 1, (flat.shape[0], 2)).tolist()
+    shifted = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])
+    return shifted.reshape(images.shape)
+
+
 def check_inputs(config: PolicyConfig, qpos: Tensor, images: Tensor | None) -> Tensor | None:
     """Raise a ValueError saying what is wrong with the inputs; returns images, None for a state-only policy."""
     if qpos.ndim != 2 or qpos.shape[1] != config.state_dim:

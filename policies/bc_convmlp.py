@@ -17,6 +17,7 @@ from policies.base import (
     check_targets,
     freeze_if_unused,
     masked_l1,
+    random_shift,
     split_param_groups,
 )
 from policies.config import PolicyConfig
@@ -29,7 +30,7 @@ class BCConvMLP(nn.Module):
         self.config = config
         c = config
         n_cams = len(c.camera_names)
-        self.backbone: ResNet18 | None = resnet18_backbone() if n_cams else None
+        self.backbone: ResNet18 | None = resnet18_backbone(c.backbone_norm) if n_cams else None
         self.normalize_images = ImageNormalizer()
         # Linear down to the MLP (no ReLU here: with few channels, a dead one would drop a camera's information).
         self.reduce = (nn.Sequential(nn.Conv2d(ResNet18.channels, c.bc_channels, kernel_size=1),
@@ -68,6 +69,8 @@ class BCConvMLP(nn.Module):
         if images is not None:
             assert self.backbone is not None and self.reduce is not None
             b = images.shape[0]
+            if self.training:
+                images = random_shift(images, self.config.image_shift)
             feats = self.reduce(self.backbone(self.normalize_images(images.flatten(0, 1))))  # (B*n, C, gh, gw)
             parts.insert(0, feats.reshape(b, -1))  # cameras in order, each C*gh*gw
         out = self.mlp(torch.cat(parts, dim=1))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ALOHA_CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
+BACKBONE_NORMS = ("frozen_batch", "group")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class PolicyConfig:
     batch_size: int = 8
     camera_names: tuple[str, ...] = ALOHA_CAMERAS  # empty: the policy sees the joint state only
     image_size: tuple[int, int] = (480, 640)  # (H, W) images are resized to before the model sees them
+    # The ResNet's normalization: "frozen_batch" (fixed statistics, as DETR/ACT, for ImageNet weights) or "group"
+    # (GroupNorm, trained: a ResNet trained from scratch with frozen batch norm has no normalization at all).
+    backbone_norm: str = "frozen_batch"
+    image_shift: int = 0  # training only: each image shifted by up to this many pixels (DrQ's random shift)
     state_dim: int = 14
     action_dim: int = 14
     # BC-ConvMLP only: per-camera features reduced to bc_channels x bc_grid cells, then an MLP.
@@ -83,6 +88,10 @@ def _problems(c: PolicyConfig) -> list[str]:
             problems.append(f"{name} must be >= 0, got {getattr(c, name)}")
     if c.bc_layers < 0:
         problems.append(f"bc_layers must be >= 0, got {c.bc_layers}")
+    if c.backbone_norm not in BACKBONE_NORMS:
+        problems.append(f"backbone_norm must be one of {', '.join(BACKBONE_NORMS)}, got {c.backbone_norm!r}")
+    if c.image_shift < 0:
+        problems.append(f"image_shift must be >= 0, got {c.image_shift}")
     if len(set(c.camera_names)) != len(c.camera_names):
         problems.append(f"camera_names has duplicates: {list(c.camera_names)}")
     for name in ("image_size", "bc_grid"):

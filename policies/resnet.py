@@ -103,8 +103,12 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(feats.mean(dim=(2, 3)), 1))
 
 
-def resnet18_backbone() -> ResNet18:
-    """The policy backbone: layer4 features, frozen batch norm, state-dict keys as torchvision's minus fc.*."""
+def resnet18_backbone(norm: str = "frozen_batch") -> ResNet18:
+    """The policy backbone: layer4 features, state-dict keys as torchvision's minus fc.*. `norm`: frozen batch
+    norm (for ImageNet weights) or GroupNorm with 16 channels per group (trained from scratch, as robomimic and
+    Diffusion Policy do: batches of 8 are too small for batch statistics)."""
+    if norm == "group":
+        return ResNet18(num_classes=None, norm=lambda channels: nn.GroupNorm(channels // 16, channels))
     return ResNet18(num_classes=None, norm=FrozenBatchNorm2d)
 
 

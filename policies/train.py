@@ -174,6 +174,9 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
     elif s.pretrained_backbone is not None:
         if policy.backbone is None:
             raise ValueError("--pretrained-backbone given, but this policy uses no cameras (no backbone)")
+        if config.backbone_norm != "frozen_batch":
+            raise ValueError(f"--pretrained-backbone: ImageNet weights come with batch-norm statistics, but the "
+                             f"backbone_norm is {config.backbone_norm!r}; add --set backbone_norm=frozen_batch")
         load_pretrained_backbone(policy.backbone, s.pretrained_backbone)
     optimizer = torch.optim.AdamW(policy.param_groups(), weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s.warmup_steps, s.steps))

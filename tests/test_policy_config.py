@@ -57,6 +57,10 @@ def test_invalid_sizes_are_refused_with_every_problem() -> None:
     message = str(info.value)
     for part in ("chunk_size must be >= 1", "divisible by nheads", "multiple of 4", "duplicates"):
         assert part in message
+    with pytest.raises(ValueError, match="backbone_norm must be one of frozen_batch, group, got 'batch'"):
+        PolicyConfig(backbone_norm="batch")
+    with pytest.raises(ValueError, match="image_shift must be >= 0"):
+        PolicyConfig(image_shift=-1)
 
 
 def test_norm_stats_floor_round_trip_and_dict() -> None:

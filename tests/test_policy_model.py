@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from policies.base import Policy
+from policies.base import Policy, random_shift
 from policies.config import PolicyConfig, preset
 from policies.registry import POLICIES, make_policy
 from policies.resnet import FrozenBatchNorm2d
@@ -204,3 +204,52 @@ def test_inputs_that_do_not_fit_the_config_are_refused() -> None:
 def test_make_policy_names_the_available_policies() -> None:
     with pytest.raises(ValueError, match="unknown policy 'diffusion'; available policies: act, bc_convmlp"):
         make_policy(tiny().replace(policy="diffusion"))
+
+
+def test_random_shift_crops_the_border_padded_image_at_an_offset_within_bounds() -> None:
+    torch.manual_seed(0)
+    images = torch.rand(3, 2, 3, 12, 16)
+    assert random_shift(images, 0) is images
+    shifted = random_shift(images, 2)
+    assert shifted.shape == images.shape
+    padded = torch.nn.functional.pad(images.reshape(-1, 3, 12, 16), (2, 2, 2, 2), mode="replicate")
+    offsets = []
+    for i, image in enumerate(shifted.reshape(-1, 3, 12, 16)):
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(image, padded[i, :, dy:dy + 12, dx:dx + 16])]
+        assert found, f"image {i} is no crop of its padded original"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 1  # each image draws its own offset
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_image_shift_applies_in_training_only(name: str) -> None:
+    """Validation losses and predictions see the images as they are; training batches see them shifted."""
+    torch.manual_seed(0)
+    config = tiny(name, 1, image_shift=4, dropout=0.0)
+    policy = make_policy(config)
+    batch = make_batch(config)
+    assert torch.equal(policy.predict(batch["qpos"], batch["images"]), policy.predict(batch["qpos"], batch["images"]))
+    policy.eval()
+    assert policy(batch)[0].item() == policy(batch)[0].item()
+    if name == "act":
+        policy.cvae_out.weight.data.zero_()  # no latent noise: only the shift can make two training losses differ
+        policy.cvae_out.bias.data.fill_(-30.0)
+    policy.train()
+    assert len({round(policy(batch)[0].item(), 6) for _ in range(4)}) > 1
+
+
+def test_group_norm_backbone_trains_its_norms_and_keeps_torchvision_names() -> None:
+    torch.manual_seed(0)
+    policy = make_policy(tiny("act", 1, backbone_norm="group")).train()
+    norms = [m for m in policy.backbone.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 20 and not any(isinstance(m, FrozenBatchNorm2d) for m in policy.backbone.modules())
+    assert norms[0].num_groups == 4  # 64 channels, 16 per group
+    trained = dict(policy.backbone.named_parameters())
+    assert "layer2.0.downsample.1.weight" in trained and "bn1.bias" in trained
+    before = trained["layer1.0.bn1.weight"].detach().clone()
+    optimizer = torch.optim.AdamW(policy.param_groups())
+    loss, _ = policy(make_batch(policy.config))
+    loss.backward()
+    optimizer.step()
+    assert not torch.equal(before, trained["layer1.0.bn1.weight"])
