@@ -101,7 +101,6 @@ class EvalReport:
             steps = sum(e.steps for e in self.episodes)
             human = sum(e.human_steps for e in self.episodes)
             takeovers = sum(e.interventions for e in self.episodes)
-            corrections = sum(len(e.corrections) for e in self.episodes)
             lines.append(f"  takeovers {takeovers} ({takeovers / max(n, 1):.2f} per episode), "
                          f"{100 * human / max(steps, 1):.1f}% of steps under human control")
         if any(e.corrections for e in self.episodes):
