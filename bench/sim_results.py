@@ -18,6 +18,7 @@ Experiments (--only takes these names):
               the base policy is trained further on demos + corrections; against it, the same further
               training on (a) plain demos and (b) expert-labelled rollouts (plain DAgger), each with as many
               labelled steps as the corrections hold
+  insertion_round  the same round on the insertion policy (more telling where the base is far from 100%)
   chunks      chunk sizes 1, 10 and 100 (50 is the base)
   bc          the BC-ConvMLP baseline
 Each policy is evaluated on the same 50 seeds (1000..1049, none of them a demo's seed).
@@ -43,7 +44,7 @@ from deploy.evaluate import wilson  # noqa: E402
 from recording.dataset import INDEX, Dataset  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
 
-EXPERIMENTS = ("base", "insertion", "round", "chunks", "bc")
+EXPERIMENTS = ("base", "insertion", "round", "insertion_round", "chunks", "bc")
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def evaluate(s: Settings, name: str, run: str, *extra: str, episodes: int | None
 
 def labelled_steps(s: Settings, name: str) -> int:
     if s.dry_run and not s.result(name).exists():
-        return 4 * EPISODE_STEPS["transfer_cube"]  # a stand-in for printing the commands
+        return 1600  # a stand-in for printing the commands
     return json.loads(s.result(name).read_text())["labelled_steps"]
 
 
@@ -162,28 +163,33 @@ def insertion(s: Settings) -> None:
     evaluate(s, "insertion_act_chunk", "insertion_act", "--mode", "chunk")
 
 
-def dagger_round(s: Settings) -> None:
-    base(s)
-    total = trained_step(s.run("act")) + s.extra_steps if not s.dry_run else s.steps + s.extra_steps
+def dagger_round(s: Settings, task: str = "transfer_cube") -> None:
+    """One round on `task`'s base policy; its datasets are TASK_*, its runs and results carry the base's prefix."""
+    prefix = "" if task == "transfer_cube" else f"{task}_"
+    base_run = f"{prefix}act"
+    (base if task == "transfer_cube" else insertion)(s)
+    total = trained_step(s.run(base_run)) + s.extra_steps if not s.dry_run else s.steps + s.extra_steps
     # 1. human-gated: the scripted operator takes over when its gate fires; its steps are the corrections
-    copy_dataset(s, "transfer_cube", "cube_gated")
-    evaluate(s, "collect_gated", "act", "--gate", s.gate, "--dataset", str(s.data("cube_gated")),
+    copy_dataset(s, task, f"{task}_gated")
+    evaluate(s, f"{prefix}collect_gated", base_run, "--gate", s.gate, "--dataset", str(s.data(f"{task}_gated")),
              episodes=s.round_episodes, seed=2000)
-    budget = labelled_steps(s, "collect_gated")
-    train(s, "gated", "cube_gated", total, "--correction-weight", "2", start_from="act")
-    evaluate(s, "gated_ensemble", "gated")
+    budget = labelled_steps(s, f"{prefix}collect_gated")
+    train(s, f"{prefix}gated", f"{task}_gated", total, "--correction-weight", "2", start_from=base_run)
+    evaluate(s, f"{prefix}gated_ensemble", f"{prefix}gated")
     # 2. the same number of labelled steps as plain demonstrations (new seeds after the base demos)
-    demos = max(1, math.ceil(budget / EPISODE_STEPS["transfer_cube"]))
-    copy_dataset(s, "transfer_cube", "cube_more_demos")
-    record_demos(s, "cube_more_demos", "transfer_cube", s.demos + demos)
-    train(s, "more_demos", "cube_more_demos", total, start_from="act")
-    evaluate(s, "more_demos_ensemble", "more_demos")
+    demos = max(1, math.ceil(budget / EPISODE_STEPS[task]))
+    copy_dataset(s, task, f"{task}_more_demos")
+    record_demos(s, f"{task}_more_demos", task, s.demos + demos)
+    train(s, f"{prefix}more_demos", f"{task}_more_demos", total, start_from=base_run)
+    evaluate(s, f"{prefix}more_demos_ensemble", f"{prefix}more_demos")
     # 3. plain DAgger: the policy drives whole rollouts, the expert labels every state they visit
-    copy_dataset(s, "transfer_cube", "cube_expert_labels")
-    evaluate(s, "collect_expert_labels", "act", "--expert-labels", "--dataset", str(s.data("cube_expert_labels")),
-             "--episode-steps", str(math.ceil(budget / demos)), episodes=demos, seed=2000)
-    train(s, "expert_labels", "cube_expert_labels", total, "--correction-weight", "2", start_from="act")
-    evaluate(s, "expert_labels_ensemble", "expert_labels")
+    copy_dataset(s, task, f"{task}_expert_labels")
+    evaluate(s, f"{prefix}collect_expert_labels", base_run, "--expert-labels", "--dataset",
+             str(s.data(f"{task}_expert_labels")), "--episode-steps", str(math.ceil(budget / demos)),
+             episodes=demos, seed=2000)
+    train(s, f"{prefix}expert_labels", f"{task}_expert_labels", total, "--correction-weight", "2",
+          start_from=base_run)
+    evaluate(s, f"{prefix}expert_labels_ensemble", f"{prefix}expert_labels")
 
 
 def chunks(s: Settings) -> None:
@@ -201,7 +207,8 @@ def bc(s: Settings) -> None:
     evaluate(s, "bc_convmlp", "bc_convmlp")
 
 
-RUN = {"base": base, "insertion": insertion, "round": dagger_round, "chunks": chunks, "bc": bc}
+RUN = {"base": base, "insertion": insertion, "round": dagger_round,
+       "insertion_round": lambda s: dagger_round(s, "insertion"), "chunks": chunks, "bc": bc}
 
 
 # -- the table ---------------------------------------------------------------------------------------------------
@@ -213,6 +220,10 @@ ROWS = [  # (result, run, what)
     ("gated_ensemble", "gated", "ACT + one human-gated DAgger round"),
     ("more_demos_ensemble", "more_demos", "ACT + as many labelled steps of plain demos"),
     ("expert_labels_ensemble", "expert_labels", "ACT + as many expert-labelled rollout steps (plain DAgger)"),
+    ("insertion_gated_ensemble", "insertion_gated", "ACT + one human-gated DAgger round"),
+    ("insertion_more_demos_ensemble", "insertion_more_demos", "ACT + as many labelled steps of plain demos"),
+    ("insertion_expert_labels_ensemble", "insertion_expert_labels",
+     "ACT + as many expert-labelled rollout steps (plain DAgger)"),
     ("act_chunk1_ensemble", "act_chunk1", "ACT, chunk 1 (no chunking)"),
     ("act_chunk10_ensemble", "act_chunk10", "ACT, chunk 10, temporal ensembling"),
     ("act_chunk10_chunk", "act_chunk10", "ACT, chunk 10, open-loop chunks"),
