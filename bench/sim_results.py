@@ -164,7 +164,8 @@ def insertion(s: Settings) -> None:
 
 
 def dagger_round(s: Settings, task: str = "transfer_cube") -> None:
-    """One round on `task`'s base policy; its datasets are TASK_*, its runs and results carry the base's prefix."""
+    """One round on `task`'s base policy. Datasets are named TASK_gated etc.; runs and results are named like
+    the base run's (no prefix for transfer_cube, `insertion_` for insertion)."""
     prefix = "" if task == "transfer_cube" else f"{task}_"
     base_run = f"{prefix}act"
     (base if task == "transfer_cube" else insertion)(s)
