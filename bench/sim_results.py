@@ -14,6 +14,8 @@ the background (nohup ... &); it is not part of the test suite.
 Experiments (--only takes these names):
   base        50 transfer_cube demos, ACT (`--preset`), evaluated with temporal ensembling and open-loop chunks
   insertion   the same recipe on insertion
+  insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
+              comes with a validation loss that stops falling: a generalization gap)
   round       one human-gated DAgger round: the scripted gate's takeovers on seeds 2000.. become corrections,
               the base policy is trained further on demos + corrections; against it, the same further
               training on (a) plain demos and (b) expert-labelled rollouts (plain DAgger), each with as many
@@ -44,7 +46,7 @@ from deploy.evaluate import wilson  # noqa: E402
 from recording.dataset import INDEX, Dataset  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
 
-EXPERIMENTS = ("base", "insertion", "round", "insertion_round", "chunks", "bc")
+EXPERIMENTS = ("base", "insertion", "insertion_aug", "round", "insertion_round", "chunks", "bc")
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,12 @@ def insertion(s: Settings) -> None:
     evaluate(s, "insertion_act_chunk", "insertion_act", "--mode", "chunk")
 
 
+def insertion_aug(s: Settings) -> None:
+    record_demos(s, "insertion", "insertion", s.demos)
+    train(s, "insertion_act_aug", "insertion", s.steps, "--set", "image_shift=8", "--set", "backbone_norm=group")
+    evaluate(s, "insertion_act_aug_ensemble", "insertion_act_aug")
+
+
 def dagger_round(s: Settings, task: str = "transfer_cube") -> None:
     """One round on `task`'s base policy. Datasets are named TASK_gated etc.; runs and results are named like
     the base run's (no prefix for transfer_cube, `insertion_` for insertion)."""
@@ -208,7 +216,7 @@ def bc(s: Settings) -> None:
     evaluate(s, "bc_convmlp", "bc_convmlp")
 
 
-RUN = {"base": base, "insertion": insertion, "round": dagger_round,
+RUN = {"base": base, "insertion": insertion, "insertion_aug": insertion_aug, "round": dagger_round,
        "insertion_round": lambda s: dagger_round(s, "insertion"), "chunks": chunks, "bc": bc}
 
 
@@ -218,6 +226,7 @@ ROWS = [  # (result, run, what)
     ("act_chunk", "act", "ACT, open-loop chunks"),
     ("insertion_act_ensemble", "insertion_act", "ACT, temporal ensembling"),
     ("insertion_act_chunk", "insertion_act", "ACT, open-loop chunks"),
+    ("insertion_act_aug_ensemble", "insertion_act_aug", "ACT + random shift 8, GroupNorm, temporal ensembling"),
     ("gated_ensemble", "gated", "ACT + one human-gated DAgger round"),
     ("more_demos_ensemble", "more_demos", "ACT + as many labelled steps of plain demos"),
     ("expert_labels_ensemble", "expert_labels", "ACT + as many expert-labelled rollout steps (plain DAgger)"),
