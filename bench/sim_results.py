@@ -176,7 +176,7 @@ def dagger_round(s: Settings, task: str = "transfer_cube") -> None:
     the base run's (no prefix for transfer_cube, `insertion_` for insertion)."""
     prefix = "" if task == "transfer_cube" else f"{task}_"
     base_run = f"{prefix}act"
-    (base if task == "transfer_cube" else insertion)(s)
+    BASE[task](s)
     total = trained_step(s.run(base_run)) + s.extra_steps if not s.dry_run else s.steps + s.extra_steps
     # 1. human-gated: the scripted operator takes over when its gate fires; its steps are the corrections
     copy_dataset(s, task, f"{task}_gated")
@@ -216,6 +216,7 @@ def bc(s: Settings) -> None:
     evaluate(s, "bc_convmlp", "bc_convmlp")
 
 
+BASE = {"transfer_cube": base, "insertion": insertion}  # what trains and evaluates each task's base policy
 RUN = {"base": base, "insertion": insertion, "insertion_aug": insertion_aug, "round": dagger_round,
        "insertion_round": lambda s: dagger_round(s, "insertion"), "chunks": chunks, "bc": bc}
 
@@ -227,13 +228,10 @@ ROWS = [  # (result, run, what)
     ("insertion_act_ensemble", "insertion_act", "ACT, temporal ensembling"),
     ("insertion_act_chunk", "insertion_act", "ACT, open-loop chunks"),
     ("insertion_act_aug_ensemble", "insertion_act_aug", "ACT + random shift 8, GroupNorm, temporal ensembling"),
-    ("gated_ensemble", "gated", "ACT + one human-gated DAgger round"),
-    ("more_demos_ensemble", "more_demos", "ACT + as many labelled steps of plain demos"),
-    ("expert_labels_ensemble", "expert_labels", "ACT + as many expert-labelled rollout steps (plain DAgger)"),
-    ("insertion_gated_ensemble", "insertion_gated", "ACT + one human-gated DAgger round"),
-    ("insertion_more_demos_ensemble", "insertion_more_demos", "ACT + as many labelled steps of plain demos"),
-    ("insertion_expert_labels_ensemble", "insertion_expert_labels",
-     "ACT + as many expert-labelled rollout steps (plain DAgger)"),
+    *((f"{prefix}{run}_ensemble", f"{prefix}{run}", what) for prefix in ("", "insertion_") for run, what in (
+        ("gated", "ACT + one human-gated DAgger round"),
+        ("more_demos", "ACT + as many labelled steps of plain demos"),
+        ("expert_labels", "ACT + as many expert-labelled rollout steps (plain DAgger)"))),
     ("act_chunk1_ensemble", "act_chunk1", "ACT, chunk 1 (no chunking)"),
     ("act_chunk10_ensemble", "act_chunk10", "ACT, chunk 10, temporal ensembling"),
     ("act_chunk10_chunk", "act_chunk10", "ACT, chunk 10, open-loop chunks"),
