@@ -4,7 +4,8 @@ Every --every steps of each episode, the checkpoint predicts a chunk from the re
 through the deploy path (`ChunkPredictor`: the same resize and normalization as a rollout); the figure is the
 mean |predicted - recorded action| over the chunk, in rig units (rad; grippers 0..1). By default the episodes
 are the checkpoint's validation episodes. Comparing it with a rollout's success separates "the network cannot
-fit the demos" from "it fits them, but errors compound in closed loop".
+fit the demos" from "it fits them, but errors compound in closed loop". Each figure is also given as a ratio
+to the first checkpoint's.
 
     python3 bench/open_loop_error.py runs/insertion_act/last runs/insertion_act_aug/last [--episodes 2 4]
 """
@@ -48,15 +49,17 @@ def main() -> None:
                         help="episode indices (default: the first checkpoint's validation episodes)")
     parser.add_argument("--every", type=int, default=25, help="steps between predictions (default 25)")
     args = parser.parse_args()
-    episodes = args.episodes
+    episodes, baseline = args.episodes, None
     for path in args.checkpoints:
         checkpoint = load_checkpoint(path)
         dataset = Dataset.open(args.dataset or checkpoint.meta.extra["dataset"])
         episodes = episodes or checkpoint.meta.extra["val_episodes"]
         predictor = ChunkPredictor(checkpoint)
         errors = [e for index in episodes for e in chunk_errors(predictor, dataset.path(index), args.every)]
-        print(f"{path}: mean |predicted - recorded| {np.mean(errors):.4f} over {len(errors)} chunks "
-              f"of episodes {', '.join(map(str, episodes))}", flush=True)
+        mean = float(np.mean(errors))
+        baseline = baseline or mean
+        print(f"{path}: mean |predicted - recorded| {mean:.4f} ({mean / baseline:.2f}x the first) over "
+              f"{len(errors)} chunks of episodes {', '.join(map(str, episodes))}", flush=True)
 
 
 if __name__ == "__main__":
