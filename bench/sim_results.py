@@ -22,7 +22,7 @@ Experiments (--only takes these names):
               labelled steps as the corrections hold
   insertion_round  the same round on the insertion policy (more telling where the base is far from 100%)
   chunks      chunk sizes 1, 10 and 100 (50 is the base)
-  bc          the BC-ConvMLP baseline
+  bc          the BC-ConvMLP baseline (one action per step, as in the ACT paper)
 Each policy is evaluated on the same 50 seeds (1000..1049, none of them a demo's seed).
 """
 
@@ -212,7 +212,8 @@ def chunks(s: Settings) -> None:
 
 def bc(s: Settings) -> None:
     record_demos(s, "transfer_cube", "transfer_cube", s.demos)
-    train(s, "bc_convmlp", "transfer_cube", s.steps, "--policy", "bc_convmlp")
+    # one action per step, as the ACT paper's baseline (ACT without chunking is the chunks experiment's chunk 1)
+    train(s, "bc_convmlp", "transfer_cube", s.steps, "--policy", "bc_convmlp", "--chunk-size", "1")
     evaluate(s, "bc_convmlp", "bc_convmlp")
 
 
