@@ -70,10 +70,11 @@ def direct_average(chunks: dict[int, np.ndarray], t: int, chunk: int, m: float) 
     return (weights[:, None] * np.array(predictions)).sum(axis=0) / weights.sum()
 
 
-@pytest.mark.parametrize("every", [1, 3], ids=["every-step", "async-like-gaps"])
-def test_the_ensembler_matches_a_direct_weighted_average(every):
+@pytest.mark.parametrize(("chunk", "every"), [(6, 1), (6, 3), (1, 1)],
+                         ids=["every-step", "async-like-gaps", "no-chunking"])
+def test_the_ensembler_matches_a_direct_weighted_average(chunk, every):
     rng = np.random.default_rng(every)
-    chunk, dim, m = 6, 3, 0.3
+    dim, m = 3, 0.3
     ensembler = ActionEnsembler(chunk, dim, m=m)
     chunks = {}
     for t in range(40):  # far past the ring's size: old slots are reused

@@ -39,11 +39,12 @@ def make_batch(config: PolicyConfig, batch: int = 2, seed: int = 0) -> dict[str,
     return out
 
 
+@pytest.mark.parametrize("chunk_size", [1, 8], ids=["no-chunking", "chunk-8"])
 @pytest.mark.parametrize("n_cams", [0, 1, 2])
 @pytest.mark.parametrize("name", sorted(POLICIES))
-def test_shapes_loss_and_predict(name: str, n_cams: int) -> None:
+def test_shapes_loss_and_predict(name: str, n_cams: int, chunk_size: int) -> None:
     torch.manual_seed(0)
-    config = tiny(name, n_cams)
+    config = tiny(name, n_cams, chunk_size=chunk_size)
     policy = make_policy(config)
     assert isinstance(policy, Policy)
     assert (policy.backbone is None) == (n_cams == 0)
