@@ -70,6 +70,13 @@ def test_retries_recover_from_dropped_and_corrupted_packets(vbus, fast):
         assert state.attempts >= 2 and state.position.tolist() == [2010, 2020, 2030]
 
 
+def test_set_up_transactions_wait_longer_on_each_retry(driver, vbus):
+    # 30 ms late: five attempts at the 1 ms adapter's ~4 ms timeout give up after ~20 ms; backing off waits it out
+    vbus.delay_next(1, 0.03)
+    assert driver.read(1, "Present Position") == 2010
+    assert driver.port.timeout_scale == 1.0  # the 50 Hz path keeps the short timeout afterwards
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_persistent_failure_names_port_motor_and_joint(vbus, fast):
     with DynamixelBus(vbus.port, [Motor(i, XM430, f"joint{i}") for i in (1, 2, 3)], fast_sync_read=fast,

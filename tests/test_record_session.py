@@ -141,7 +141,7 @@ class SyntheticCamera:
 def keyed_rig(tmp_path):
     rig = dataclasses.replace(load_rig("sim"), calibration_dir=tmp_path / "cal")
     with virtual_buses(rig) as (live, buses):
-        with connect(live, say=lambda _: None, read_deadline_s=0.05) as connected:
+        with connect(live, say=lambda _: None, read_deadline_s=0.2) as connected:
             yield connected, buses
 
 

@@ -64,7 +64,7 @@ class DynamixelBus:
         *,
         baud: int = 1_000_000,
         read_deadline_s: float = 0.012,
-        transaction_attempts: int = 3,
+        transaction_attempts: int = 5,
         fast_sync_read: bool | None = None,
     ) -> None:
         if baud not in BAUD_RATES:
@@ -76,6 +76,8 @@ class DynamixelBus:
         self.motors = list(motors)
         self.baud = baud
         self.read_deadline_s = read_deadline_s
+        # Single-motor transactions are set-up and shutdown, never on the 50 Hz path, so a few
+        # more (and more patient) attempts cost little and keep a lost status packet from failing a start-up.
         self.transaction_attempts = transaction_attempts
         self.fast_sync_read = fast_sync_read  # None: find out at open()
         self.ids = ids
@@ -157,7 +159,13 @@ class DynamixelBus:
         detail = ""
         for attempt in range(1, self.transaction_attempts + 1):
             with self._lock:
-                *value, result, error = call()
+                # Each retry waits longer: a motor busy with an EEPROM write, or a virtual bus on a
+                # loaded machine, answers late rather than never.
+                self.port.timeout_scale = float(attempt)
+                try:
+                    *value, result, error = call()
+                finally:
+                    self.port.timeout_scale = 1.0
             if result == COMM_SUCCESS:
                 self._raise_status(motor_id, what, error)
                 return tuple(value)
@@ -323,10 +331,11 @@ class DynamixelBus:
         self.port.clearPort()
 
     def _first_silent_motor(self) -> int | None:
+        # retried pings: one lost answer must not blame a healthy motor
         for m in self.motors:
-            with self._lock:
-                _, result, _ = self._ph.ping(self.port, m.motor_id)
-            if result != COMM_SUCCESS:
+            try:
+                self.ping(m.motor_id)
+            except NoResponseError:
                 return m.motor_id
         return None
 

@@ -37,6 +37,7 @@ class TandemPortHandler(PortHandler):
     def __init__(self, port_name: str, latency_ms: float) -> None:
         super().__init__(port_name)
         self.latency_ms = latency_ms
+        self.timeout_scale = 1.0  # set-up transactions back off on retries; the 50 Hz path keeps 1
 
     def setupPort(self, cflag_baud: int) -> bool:  # noqa: N802 (SDK name)
         super().setupPort(cflag_baud)
@@ -52,7 +53,7 @@ class TandemPortHandler(PortHandler):
 
     def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 (SDK name)
         self.packet_start_time = self.getCurrentTime()
-        self.packet_timeout = self.tx_time_per_byte * packet_length + 2.0 * self.latency_ms + 2.0
+        self.packet_timeout = (self.tx_time_per_byte * packet_length + 2.0 * self.latency_ms + 2.0) * self.timeout_scale
 
     def readPort(self, length: int) -> bytes:  # noqa: N802 (SDK name)
         data = self.ser.read(length)

@@ -56,6 +56,7 @@ class VirtualBus:
         self._lock = threading.Lock()
         self._parser = PacketParser()
         self._drop = 0
+        self._late: list[float] = []  # extra delays for the next status packets
         self._corrupt = 0
         self._wire_free_at = 0.0
         self._master = self._slave = -1
@@ -139,6 +140,11 @@ class VirtualBus:
         with self._lock:
             self._drop += count
 
+    def delay_next(self, count: int, seconds: float) -> None:
+        """The next `count` status packets arrive `seconds` late, as from a motor busy writing its EEPROM."""
+        with self._lock:
+            self._late += [seconds] * count
+
     def corrupt_next(self, count: int) -> None:
         """The next `count` status packets arrive with a wrong CRC."""
         with self._lock:
@@ -196,7 +202,7 @@ class VirtualBus:
 
     def _send(self, replies: list[tuple[VirtualMotor, bytes]], at: float, byte_time: float) -> float:
         for motor, data in replies:
-            at += motor.return_delay_s
+            at += motor.return_delay_s + (self._late.pop(0) if self._late else 0.0)
             at += len(data) * byte_time
             delay = at - time.perf_counter()
             if delay > 0:
