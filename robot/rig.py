@@ -82,6 +82,12 @@ class Rig:
     pedal: PedalConfig = PedalConfig()
     control_hz: float = 50.0
     calibration_dir: Path = DEFAULT_CALIBRATION_ROOT
+    read_deadline_ms: float | None = None  # None: the driver's default, right for hardware
+
+    @property
+    def bus_options(self) -> dict[str, float]:
+        """Options for every bus of this rig (DynamixelBus keywords), as the rig file sets them."""
+        return {} if self.read_deadline_ms is None else {"read_deadline_s": self.read_deadline_ms / 1000}
 
     def arm(self, name: str) -> RigArm:
         for a in self.arms:
@@ -190,7 +196,8 @@ _JOINT_FIELDS = ("id", "model", "shadow", "shadow_reversed")
 
 
 def parse_rig(data: Any, source: str) -> Rig:
-    top = _Fields(source, "", data, ("name", "arms", "pairs", "cameras", "pedal", "control_hz", "calibration_dir"))
+    top = _Fields(source, "", data, ("name", "arms", "pairs", "cameras", "pedal", "control_hz", "calibration_dir",
+                                      "read_deadline_ms"))
     name = top.get("name", str, Path(source).stem)
     arms_section = top.section("arms", tuple(top.data.get("arms") or ()))
     if not arms_section.data:
@@ -208,7 +215,10 @@ def parse_rig(data: Any, source: str) -> Rig:
     calibration_dir = Path(top.get("calibration_dir", str, str(DEFAULT_CALIBRATION_ROOT / name))).expanduser()
     if not calibration_dir.is_absolute():
         calibration_dir = Path(source).parent / calibration_dir
-    return Rig(name, source, arms, pairs, cameras, pedal, control_hz, calibration_dir)
+    read_deadline_ms = top.get("read_deadline_ms", float, None)
+    if read_deadline_ms is not None and not 1.0 <= read_deadline_ms <= 5000.0:
+        raise top.error("read_deadline_ms", f"{read_deadline_ms} ms is outside 1..5000")
+    return Rig(name, source, arms, pairs, cameras, pedal, control_hz, calibration_dir, read_deadline_ms)
 
 
 def _parse_arm(arms: _Fields, name: str) -> RigArm:
