@@ -10,6 +10,10 @@ what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,9 @@ from robot.arm import ARM_KINDS, JOINT_NAMES, ArmSpec, JointSpec
 from robot.dynamixel.control_table import BAUD_RATES, MODELS
 
 VIRTUAL_PORT = "virtual"  # the sim rig's arms get their pseudo-terminal when the rig starts
+SIM_DEVICE = "sim"  # a camera the sim world renders; every camera of the sim rig has it
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # arm, camera and joint names: they become file and HDF5 names
+RIG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a rig's name names its calibration folder
 PRESET_DIR = Path(__file__).with_name("rigs")
 ROLES = ("leader", "follower")
 SIDES = ("left", "right")
@@ -31,6 +38,9 @@ class RigFileError(ValueError):
     def __init__(self, path: str, where: str, problem: str) -> None:
         super().__init__(f"{path}: {where}: {problem}" if where else f"{path}: {problem}")
         self.path, self.where, self.problem = path, where, problem
+
+
+ErrorType = Callable[[str, str, str], ValueError]  # (file, field, problem) -> the error to raise
 
 
 @dataclass(frozen=True)
@@ -134,35 +144,74 @@ def load_rig(rig: str | Path) -> Rig:
         path = preset
     if not path.exists():
         raise ValueError(f"rig file {path} does not exist")
+    return parse_rig(read_yaml(path, RigFileError), str(path))
+
+
+def read_yaml(path: Path, error: ErrorType) -> Any:
+    """A YAML file's data; not UTF-8, not YAML or a key given twice raises `error` naming the file."""
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(str(path), "", f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                                   "save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as exc:
+        raise error(str(path), f"line {exc.line}", f"key {exc.key!r} is given twice (also on line {exc.first}); "
+                                                   "keep one: YAML would silently use the last") from None
     except yaml.YAMLError as exc:
-        raise RigFileError(str(path), "", f"not valid YAML: {exc}") from None
-    return parse_rig(data, str(path))
+        raise error(str(path), "", f"not valid YAML: {exc}") from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        self.key, self.line, self.first = key, line, first
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with a key twice (PyYAML keeps the last one without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` then overriding a key is allowed
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, line, seen[key])
+                seen[key] = line
+            except TypeError:  # an unhashable key: the SafeLoader reports it
+                continue
+        return super().construct_mapping(node, deep)
 
 
 def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-class _Fields:
-    """Typed access to one YAML mapping, with errors that say where the field is."""
+class Fields:
+    """Typed access to one mapping of a YAML or JSON file, with errors that say where the field is.
 
-    def __init__(self, source: str, where: str, data: Any, allowed: tuple[str, ...]) -> None:
+    Types are exact: a string is not true/false, true/false is not a number, an integer is a number
+    but a number is not an integer, and a number is finite. `error` builds the exception to raise.
+    """
+
+    def __init__(self, source: str, where: str, data: Any, allowed: tuple[str, ...],
+                 error: ErrorType = RigFileError) -> None:
         if not isinstance(data, dict):
-            raise RigFileError(source, where or "top level", f"expected a mapping, got {type(data).__name__}")
+            raise error(source, where or "top level", f"expected a mapping, got {_show(data)}")
         unknown = [k for k in data if k not in allowed]
         if unknown:
-            raise RigFileError(source, self._join(where, str(unknown[0])),
-                               f"unknown field; allowed: {', '.join(allowed)}")
-        self.source, self.where, self.data = source, where, data
+            raise error(source, self._join(where, str(unknown[0])), f"unknown field; allowed: {', '.join(allowed)}")
+        self.source, self.where, self.data, self._error = source, where, data, error
 
     @staticmethod
     def _join(where: str, key: str) -> str:
         return f"{where}.{key}" if where else key
 
-    def error(self, key: str, problem: str) -> RigFileError:
-        return RigFileError(self.source, self._join(self.where, key), problem)
+    def error(self, key: str, problem: str) -> ValueError:
+        return self._error(self.source, self._join(self.where, key), problem)
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = dataclasses.MISSING,
             choices: tuple | None = None) -> Any:
@@ -172,17 +221,45 @@ class _Fields:
             return default
         value = self.data[key]
         if isinstance(value, bool) and kind is not bool:  # YAML yes/no are not numbers or names
-            raise self.error(key, f"expected {_kind_name(kind)}, got {value!r}")
+            raise self.error(key, f"expected {_kind_name(kind)}, got {_show(value)}")
         if kind is float and isinstance(value, int):
             value = float(value)
         if not isinstance(value, kind):
-            raise self.error(key, f"expected {_kind_name(kind)}, got {value!r}")
+            raise self.error(key, f"expected {_kind_name(kind)}, got {_show(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(key, f"expected a finite number, got {value}")
         if choices is not None and value not in choices:
             raise self.error(key, f"{value!r} is not one of {', '.join(map(str, choices))}")
         return value
 
-    def section(self, key: str, allowed: tuple[str, ...], default: Any = dataclasses.MISSING) -> _Fields:
-        return _Fields(self.source, self._join(self.where, key), self.get(key, dict, default), allowed)
+    def number(self, key: str, bound: float, default: Any = dataclasses.MISSING) -> float:
+        """A finite number within -bound..bound."""
+        value = self.get(key, float, default)
+        if value is not None and not -bound <= value <= bound:
+            raise self.error(key, f"{value} is outside {-bound:.4g}..{bound:.4g}")
+        return value
+
+    def section(self, key: str, allowed: tuple[str, ...], default: Any = dataclasses.MISSING) -> Fields:
+        return Fields(self.source, self._join(self.where, key), self.get(key, dict, default), allowed, self._error)
+
+    def names(self) -> tuple[str, ...]:
+        """This mapping's keys, each a NAME (they become file names, HDF5 paths and CLI arguments)."""
+        for key in self.data:
+            if not isinstance(key, str) or not NAME.fullmatch(key):
+                raise self.error(str(key), f"{key!r} is not a name: use letters, digits and _, not starting with "
+                                           "a digit (names become file names)")
+        return tuple(self.data)
+
+
+def _show(value: Any) -> str:
+    """A value as the file has it (true, not True), with its type when that is the point."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    return "nothing" if value is None else repr(value)
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -196,16 +273,22 @@ _JOINT_FIELDS = ("id", "model", "shadow", "shadow_reversed")
 
 
 def parse_rig(data: Any, source: str) -> Rig:
-    top = _Fields(source, "", data, ("name", "arms", "pairs", "cameras", "pedal", "control_hz", "calibration_dir",
+    top = Fields(source, "", data, ("name", "arms", "pairs", "cameras", "pedal", "control_hz", "calibration_dir",
                                       "read_deadline_ms"))
     name = top.get("name", str, Path(source).stem)
-    arms_section = top.section("arms", tuple(top.data.get("arms") or ()))
+    if not RIG_NAME.fullmatch(name):
+        raise top.error("name", f"{name!r}{'' if 'name' in top.data else ' (the file name)'} is not a rig name: "
+                                "use letters, digits, _, - and . (it names the rig's calibration folder)")
+    arms_section = top.section("arms", _keys(top.data.get("arms")))
     if not arms_section.data:
         raise top.error("arms", "a rig needs at least one arm")
-    arms = tuple(_parse_arm(arms_section, arm_name) for arm_name in arms_section.data)
+    arms = tuple(_parse_arm(arms_section, arm_name) for arm_name in arms_section.names())
+    _one_each(arms_section, "port", {a.name: a.port for a in arms if not a.virtual}, "its own port (U2D2 adapter)")
     pairs = _parse_pairs(top, arms)
-    cameras_section = top.section("cameras", tuple(top.data.get("cameras") or ()), {})
-    cameras = tuple(_parse_camera(cameras_section, cam) for cam in cameras_section.data)
+    cameras_section = top.section("cameras", _keys(top.data.get("cameras")), {})
+    cameras = tuple(_parse_camera(cameras_section, cam) for cam in cameras_section.names())
+    _one_each(cameras_section, "device", {c.name: _camera_device_path(c.device) for c in cameras
+                                          if c.device != SIM_DEVICE}, "its own device")
     p = top.section("pedal", ("backend", "key", "device"), {})
     pedal = PedalConfig(p.get("backend", str, "auto", PEDAL_BACKENDS), p.get("key", str, "space"),
                         p.get("device", str, None))
@@ -221,7 +304,27 @@ def parse_rig(data: Any, source: str) -> Rig:
     return Rig(name, source, arms, pairs, cameras, pedal, control_hz, calibration_dir, read_deadline_ms)
 
 
-def _parse_arm(arms: _Fields, name: str) -> RigArm:
+def _keys(section: Any) -> tuple[str, ...]:
+    """A section's own keys are its allowed fields (arms, cameras); anything else fails as not a mapping."""
+    return tuple(section) if isinstance(section, dict) else ()
+
+
+def _one_each(section: Fields, key: str, values: dict[str, str], what: str) -> None:
+    """No two entries share a value (two arms on one port would both drive one bus)."""
+    owner: dict[str, str] = {}
+    for name, value in values.items():
+        same = os.path.realpath(value)  # two udev names of one adapter are one port
+        if same in owner:
+            raise section.error(f"{name}.{key}", f"{value} is also the {key} of {owner[same]}; each needs {what}")
+        owner[same] = name
+
+
+def _camera_device_path(device: str) -> str:
+    """OpenCV opens camera index N as /dev/videoN."""
+    return f"/dev/video{device}" if device.isdigit() else device
+
+
+def _parse_arm(arms: Fields, name: str) -> RigArm:
     a = arms.section(name, _ARM_FIELDS)
     role = a.get("role", str, choices=ROLES)
     side = a.get("side", str, "right" if "right" in name else "left", SIDES)
@@ -236,7 +339,7 @@ def _parse_arm(arms: _Fields, name: str) -> RigArm:
     return RigArm(name, role, spec, port, baud, side, limit, virtual=port == VIRTUAL_PORT)
 
 
-def _parse_joints(arm: _Fields, base: ArmSpec | None) -> tuple[JointSpec, ...]:
+def _parse_joints(arm: Fields, base: ArmSpec | None) -> tuple[JointSpec, ...]:
     """The kind's joints, with any joint the file lists replaced; without a kind all joints are required."""
     given = arm.section("joints", JOINT_NAMES, {})
     by_name = {j.name: j for j in base.joints} if base else {}
@@ -261,18 +364,18 @@ def _parse_joints(arm: _Fields, base: ArmSpec | None) -> tuple[JointSpec, ...]:
     return joints
 
 
-def _motor_id(fields: _Fields, key: str, value: int | None) -> int | None:
+def _motor_id(fields: Fields, key: str, value: int | None) -> int | None:
     if value is not None and not 0 <= value <= 252:
         raise fields.error(key, f"motor ID {value} is outside 0..252")
     return value
 
 
-def _parse_pairs(top: _Fields, arms: tuple[RigArm, ...]) -> tuple[Pairing, ...]:
+def _parse_pairs(top: Fields, arms: tuple[RigArm, ...]) -> tuple[Pairing, ...]:
     roles = {a.name: a.role for a in arms}
     items = top.get("pairs", list, [])
     pairs, used = [], set()
     for i, item in enumerate(items):
-        p = _Fields(top.source, f"pairs[{i}]", item, ("leader", "follower", "offsets", "signs"))
+        p = Fields(top.source, f"pairs[{i}]", item, ("leader", "follower", "offsets", "signs"))
         for key, role in (("leader", "leader"), ("follower", "follower")):
             arm = p.get(key, str)
             if roles.get(arm) != role:
@@ -285,15 +388,17 @@ def _parse_pairs(top: _Fields, arms: tuple[RigArm, ...]) -> tuple[Pairing, ...]:
         signs = p.section("signs", JOINT_NAMES, {})
         pairs.append(Pairing(
             p.data["leader"], p.data["follower"],
-            {j: offsets.get(j, float) for j in offsets.data},
+            {j: offsets.number(j, math.tau) for j in offsets.data},  # rad; more than a turn is a typo
             {j: signs.get(j, int, choices=(1, -1)) for j in signs.data},
         ))
     return tuple(pairs)
 
 
-def _parse_camera(cameras: _Fields, name: str) -> CameraConfig:
+def _parse_camera(cameras: Fields, name: str) -> CameraConfig:
     c = cameras.section(name, ("device", "width", "height", "fps", "fourcc"))
     device = c.get("device", (str, int))
+    if isinstance(device, int) and device < 0:
+        raise c.error("device", f"camera index {device} is negative; give /dev/videoN, a /dev/v4l/by-id path or N >= 0")
     fourcc = c.get("fourcc", str, "MJPG")
     if len(fourcc) != 4:
         raise c.error("fourcc", f"{fourcc!r} is not a four-character code such as MJPG or YUYV")
