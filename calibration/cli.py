@@ -17,7 +17,7 @@ from robot.arm import Arm
 from robot.dynamixel.errors import DynamixelError
 from robot.rig import RigArm, load_rig
 from robot.sim.hand import pose_arm
-from robot.sim.virtual_arm import gripper_range
+from robot.sim.virtual_arm import gripper_angle
 from robot.sim.virtual_bus import VirtualBus
 from robot.sim.virtual_rig import virtual_buses
 
@@ -35,8 +35,8 @@ def person_prompt(text: str) -> None:
 
 def sim_prompt(vbus: VirtualBus, arm: RigArm, poses: list[str]) -> Callable[[str], None]:
     """In the sim rig nobody can move the arm: a simulated hand puts it in each pose asked for, in order."""
-    closed, open_ = gripper_range(arm.spec)
-    angles = {"reference": {**reference_angles(), "gripper": closed}, "second": {**second_angles(), "gripper": open_}}
+    angles = {"reference": {**reference_angles(), "gripper": gripper_angle(arm.spec, 0.0)},
+              "second": {**second_angles(), "gripper": gripper_angle(arm.spec, 1.0)}}
     queue = iter(poses)
 
     def prompt(text: str) -> None:

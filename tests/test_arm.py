@@ -8,7 +8,7 @@ import pytest
 
 from robot.arm import ticks_to_rad
 from robot.dynamixel.errors import ShadowMismatchError
-from robot.sim.virtual_arm import gripper_range
+from robot.sim.virtual_arm import gripper_angle
 
 
 def test_ticks_and_radians():
@@ -19,7 +19,7 @@ def test_arm_reads_joints_in_radians_and_moves_to_goals(follower):
     arm, vbus = follower
     state = arm.read()
     assert state.position.shape == (7,)
-    assert state.position == pytest.approx([0, 0, 0, 0, 0, 0, gripper_range(arm.spec)[1]], abs=1e-3)  # at rest, open
+    assert state.position == pytest.approx([0, 0, 0, 0, 0, 0, gripper_angle(arm.spec, 1.0)], abs=1e-3)  # at rest, open
     arm.set_torque(True)
     goal = np.array([0.3, -0.5, 0.4, 0.1, -0.2, 0.25, 0.6])
     arm.write_positions(goal)

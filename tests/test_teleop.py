@@ -11,7 +11,7 @@ from robot.clock import RealClock
 from robot.dynamixel.errors import NoResponseError
 from robot.rig import load_rig
 from robot.sim.hand import pose_arm
-from robot.sim.virtual_arm import gripper_range
+from robot.sim.virtual_arm import gripper_angle, gripper_range
 from robot.sim.virtual_rig import virtual_buses
 from teleop.loop import ControlLoop, TeleopController, TooFarError
 from teleop.session import connect
@@ -174,6 +174,6 @@ def test_sine_motion_is_smooth_and_starts_at_rest():
     arm = load_rig("sim").arm("leader_left")
     rest = sine_pose(arm, 0.0)
     assert all(rest[j] == 0.0 for j in arm.spec.joint_names[:6])
-    assert rest[GRIPPER] == pytest.approx(gripper_range(arm.spec)[1])
+    assert rest[GRIPPER] == pytest.approx(gripper_angle(arm.spec, 1.0))
     speeds = [abs(sine_pose(arm, t + 0.02)["waist"] - sine_pose(arm, t)["waist"]) / 0.02 for t in np.arange(0, 20, 0.1)]
     assert max(speeds) < 0.4 * 2 * math.pi * 0.3 * 1.2

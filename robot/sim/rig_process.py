@@ -16,7 +16,7 @@ from typing import Any
 from robot.rig import Rig, RigArm
 from robot.sim.child_process import ChildProcess, serve
 from robot.sim.hand import pose_arm
-from robot.sim.virtual_arm import gripper_range, virtual_arm_bus
+from robot.sim.virtual_arm import gripper_angle, virtual_arm_bus
 from robot.sim.virtual_bus import VirtualBus
 
 LEADER_MOTIONS = ("still", "sine")
@@ -32,8 +32,7 @@ def sine_pose(arm: RigArm, t: float, fade_in_s: float = 10.0) -> dict[str, float
     phase = 0.0 if arm.side == "left" else math.pi / 3
     pose = {j.name: gain * 0.4 * math.sin(2 * math.pi * 0.3 * t + 0.7 * i + phase)
             for i, j in enumerate(arm.spec.joints)}
-    closed, open_ = gripper_range(arm.spec)
-    pose["gripper"] = open_ - gain * (open_ - closed) * (0.5 - 0.5 * math.cos(2 * math.pi * 0.2 * t + phase))
+    pose["gripper"] = gripper_angle(arm.spec, 1 - gain * (0.5 - 0.5 * math.cos(2 * math.pi * 0.2 * t + phase)))
     return pose
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 
-from robot.arm import ArmSpec, rad_to_ticks
+from robot.arm import RAD_PER_TICK, ArmSpec, ticks_to_rad
 from robot.dynamixel.control_table import CENTER_TICK, get_model
 from robot.sim.virtual_bus import VirtualBus
 from robot.sim.virtual_motor import VirtualMotor
@@ -18,9 +19,26 @@ def gripper_range(spec: ArmSpec) -> tuple[float, float]:
     return GRIPPER_RANGE.get(spec.kind, (-0.5, 0.5))
 
 
+def gripper_ticks(spec: ArmSpec, opening: float) -> int:
+    """The tick nearest `opening` (0 closed .. 1 open) that still reads inside the gripper range.
+
+    The range's ends are ALOHA's figures in rad, not whole ticks: the nearest tick to an end can read a
+    hair beyond it (the follower's open end, 1.4910 rad, is tick 3019.98), and a motor rests on a tick.
+    """
+    closed, open_ = gripper_range(spec)
+    lo, hi = sorted((closed, open_))
+    first, last = math.ceil(lo / RAD_PER_TICK + CENTER_TICK), math.floor(hi / RAD_PER_TICK + CENTER_TICK)
+    return min(max(round((closed + opening * (open_ - closed)) / RAD_PER_TICK + CENTER_TICK), first), last)
+
+
+def gripper_angle(spec: ArmSpec, opening: float) -> float:
+    """`gripper_ticks` in rad: where a hand puts the gripper so that the arm reads inside its range."""
+    return float(ticks_to_rad(gripper_ticks(spec, opening)))
+
+
 def start_positions(spec: ArmSpec) -> dict[str, int]:
-    """Every joint at 0 rad, the gripper open."""
-    return {"gripper": int(rad_to_ticks(gripper_range(spec)[1]))}
+    """Every joint at 0 rad, the gripper open (as far as it opens inside its range)."""
+    return {"gripper": gripper_ticks(spec, 1.0)}
 
 
 def virtual_arm_motors(

@@ -23,7 +23,7 @@ from robot.sim.expert import Contacts, Expert
 from robot.sim.gate import Gate, GateInput, drift, parse_gate
 from robot.sim.hand import ideal_mounting, pose_arm
 from robot.sim.shared_frames import SharedFrame
-from robot.sim.virtual_arm import gripper_range, virtual_arm_bus
+from robot.sim.virtual_arm import gripper_angle, virtual_arm_bus
 from robot.sim.virtual_bus import VirtualBus
 from robot.sim.world import World, gripper_normalized_from_angle
 
@@ -222,8 +222,7 @@ class WorldRig:
             pose = {}
             for j, angle in zip(follower.spec.joint_names[:6], joints, strict=True):
                 pose[j] = (angle - pairing.offsets.get(j, 0.0)) * pairing.signs.get(j, 1)
-            closed, open_ = gripper_range(leader.spec)
-            pose["gripper"] = closed + float(np.clip(opening, 0.0, 1.0)) * (open_ - closed)
+            pose["gripper"] = gripper_angle(leader.spec, float(np.clip(opening, 0.0, 1.0)))
             if leader.name in self.buses:
                 pose_arm(self.buses[leader.name], leader.spec, pose)
 
