@@ -6,12 +6,23 @@ closing an episode costs the queue's tail, not the whole episode. Low-dimensiona
 rows are small and kept in memory until close. The file is written under a
 hidden temporary name and renamed when complete: a crash leaves no half episode
 under an episode name, and never touches another file.
+
+A write that fails (disk full, file too large, any error in the thread) is
+raised to the control loop by the next `append` as an `EpisodeWriteError`.
+HDF5 itself never sees the failure: it writes through `FailSafeFile`, which
+keeps the first OSError and drops every later write. After a failed write
+HDF5 retries its flushes on every handle it releases (hundreds of tracebacks)
+and its close can crash the process; this way the doomed file closes cleanly
+and is deleted. The chunk cache is off, so image data reaches the disk in the
+step it is written, and a full disk is seen there, not at close.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import re
+import shutil
 import threading
 import time
 from collections.abc import Mapping
@@ -50,6 +61,82 @@ class WriteSummary:
     close_s: float  # from close() being called to the file renamed into place
 
 
+class EpisodeWriteError(OSError):
+    """Writing an episode failed; the message names the file, the step, the cause and the free space."""
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def short_cause(exc: BaseException) -> str:
+    """An h5py write error's one useful part ("[Errno 28] No space left on device"), else its first line."""
+    text = str(exc)
+    found = re.search(r"errno = (\d+), error message = '([^']*)'", text)
+    if found:
+        return f"[Errno {found.group(1)}] {found.group(2)}"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"[Errno {exc.errno}] {exc.strerror}"
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
+def free_space(folder: Path) -> str:
+    try:
+        return human_bytes(shutil.disk_usage(folder).free)
+    except OSError:
+        return "unknown"
+
+
+class FailSafeFile:
+    """The episode file as HDF5 sees it (h5py's fileobj driver): the first failed write is kept in `error`,
+    and from then on writes are dropped while reporting success, so HDF5 never enters its failure paths."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed by close()
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data).cast("B")
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):  # a raw write may be partial (e.g. up to a file size limit)
+                    done += self._f.write(view[done:])
+            except OSError as exc:
+                self.error = exc
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self._f.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return size or 0
+
+    def readinto(self, buffer: bytearray) -> int:
+        return self._f.readinto(buffer)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._f.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def flush(self) -> None:
+        pass  # unbuffered: every write is already with the OS
+
+    def close(self) -> None:
+        self._f.close()
+
+
 def partial_path(path: Path) -> Path:
     """Where an episode lives until it is closed: hidden, and never matched by episode_*.hdf5."""
     return path.with_name(f".{path.name}.partial")
@@ -74,22 +161,33 @@ class EpisodeWriter:
         self._image_t: dict[str, list[float]] = {c: [] for c in self.cameras}
         self._jpeg_len: dict[str, list[int]] = {c: [] for c in self.cameras}
         self._error: BaseException | None = None
+        self._failed_at = 0  # the step whose write failed
         self._closed = False
+        self._file_open = False
         self._tmp = partial_path(self.path)
         self._tmp.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self._tmp, "w")
+        self._disk = FailSafeFile(self._tmp)
+        self._file = h5py.File(self._disk, "w", rdcc_nbytes=0)
+        self._file_open = True
+        # handles kept for the whole episode: a temporary handle's release would flush, and fail again, after an error
+        self._datasets: dict[str, h5py.Dataset] = {}
         self._images = self._file.create_group("observations").create_group("images")
         for cam, (h, w) in self.cameras.items():
             if not compress:  # JPEG datasets are made at the first frame, when their row size is known
-                self._images.create_dataset(cam, (0, h, w, 3), dtype="uint8", maxshape=(None, h, w, 3),
-                                            chunks=(1, h, w, 3))
+                self._datasets[cam] = self._images.create_dataset(cam, (0, h, w, 3), dtype="uint8",
+                                                                  maxshape=(None, h, w, 3), chunks=(1, h, w, 3))
         self._pool = ThreadPoolExecutor(encode_threads, thread_name_prefix="jpeg") if compress else None
         self._thread = threading.Thread(target=self._run, name=f"writer-{self.path.name}", daemon=True)
         self._thread.start()
 
     # -- the control loop's side ------------------------------------------------------------------
     def append(self, record: StepRecord) -> bool:
-        """Queue a step for writing; never blocks. False (and counted) if the queue is full."""
+        """Queue a step for writing; never blocks. False (and counted) if the queue is full.
+
+        Raises EpisodeWriteError once the writer thread has failed: the episode cannot be completed.
+        """
+        if self._error is not None:
+            raise self.failure()
         if self._closed:
             raise RuntimeError(f"{self.path}: the episode is closed")
         try:
@@ -101,6 +199,20 @@ class EpisodeWriter:
         return True
 
     @property
+    def failed(self) -> bool:
+        return self._error is not None
+
+    def failure(self) -> EpisodeWriteError:
+        """The error that ended this episode, as the one line to show (file, step, cause, free space)."""
+        folder = self.path.parent
+        advice = "the episode is discarded"
+        if isinstance(self._error, OSError):
+            advice = (f"{folder} has {free_space(folder)} free. The episode is discarded, earlier ones are kept: free "
+                      "some space (or record into another folder) and record again")
+        return EpisodeWriteError(f"{self.path}: writing the episode failed at step {self._failed_at} "
+                                 f"({short_cause(self._error)}); {advice}")
+
+    @property
     def steps_queued(self) -> int:
         return len(self._rows["t"]) + self._queue.qsize()
 
@@ -110,10 +222,13 @@ class EpisodeWriter:
         self._stop_thread()
         try:
             if self._error is not None:
-                raise RuntimeError(f"{self.path}: writing the episode failed: {self._error}") from self._error
+                raise self.failure() from self._error
             self.attrs.update(attrs or {})
             self._finish()
-            self._file.close()
+            self._close_file()
+            if self._disk.error is not None:  # the disk filled up at the end: the same story as in the thread
+                self._error, self._failed_at = self._disk.error, len(self._rows["t"])
+                raise self.failure() from self._error
             os.replace(self._tmp, self.path)
         except BaseException:
             self.discard()
@@ -124,8 +239,7 @@ class EpisodeWriter:
     def discard(self) -> None:
         """Drop the episode: nothing is left on disk."""
         self._stop_thread()
-        if self._file.id.valid:
-            self._file.close()
+        self._close_file()  # the thread is gone: this is the only one that can touch the file
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> EpisodeWriter:
@@ -146,13 +260,26 @@ class EpisodeWriter:
         if self._pool is not None:
             self._pool.shutdown()
 
+    def _close_file(self) -> None:
+        """Close the HDF5 file and the OS file, once, from whichever thread owns them at that point."""
+        if self._file_open:
+            self._file_open = False
+            self._datasets.clear()
+            try:
+                self._file.close()
+            finally:
+                self._disk.close()
+
     def _run(self) -> None:
         while (record := self._queue.get()) is not None:
             if self._error is not None:
-                continue  # keep draining so close() returns; the error is raised there
+                continue  # keep draining so close() returns; append() and close() raise the error
             try:
                 self._write(record)
-            except BaseException as exc:  # reported by close(), which discards the file
+                if self._disk.error is not None:
+                    raise self._disk.error
+            except BaseException as exc:
+                self._failed_at = len(self._rows["t"])
                 self._error = exc
 
     def _write(self, record: StepRecord) -> None:
@@ -168,10 +295,11 @@ class EpisodeWriter:
         if self.compress:
             encoded = list(self._pool.map(self._encode, (record.images[c] for c in self.cameras)))
         for i, cam in enumerate(self.cameras):
-            if cam not in self._images:  # ALOHA's compressed layout: one zero-padded row of JPEG bytes per step
+            if cam not in self._datasets:  # ALOHA's compressed layout: one zero-padded row of JPEG bytes per step
                 chunk = max(1024, -(-encoded[i].size // JPEG_CHUNKS_PER_ROW // 1024) * 1024)
-                self._images.create_dataset(cam, (0, chunk), dtype="uint8", maxshape=(None, None), chunks=(1, chunk))
-            dataset = self._images[cam]
+                self._datasets[cam] = self._images.create_dataset(cam, (0, chunk), dtype="uint8",
+                                                                  maxshape=(None, None), chunks=(1, chunk))
+            dataset = self._datasets[cam]
             if index >= dataset.shape[0]:
                 dataset.resize(index + GROW_ROWS, axis=0)
             if self.compress:
@@ -198,10 +326,11 @@ class EpisodeWriter:
         steps = len(self._rows["t"])
         f = self._file
         for cam, (h, w) in self.cameras.items():
-            if cam not in self._images:  # an episode with no steps
+            if cam not in self._datasets:  # an episode with no steps
                 shape = (0, 0) if self.compress else (0, h, w, 3)
-                self._images.create_dataset(cam, shape, dtype="uint8", maxshape=(None,) * len(shape))
-            dataset = self._images[cam]
+                self._datasets[cam] = self._images.create_dataset(cam, shape, dtype="uint8",
+                                                                  maxshape=(None,) * len(shape))
+            dataset = self._datasets[cam]
             dataset.resize(steps, axis=0)
             if self.compress:
                 dataset.resize(max(self._jpeg_len[cam], default=0), axis=1)

@@ -12,7 +12,7 @@ from aloha_files import CAMS, H, W, aloha_compressed, aloha_raw, scene
 
 from recording.dataset import Dataset, DatasetError, DatasetInfo, EpisodeInfo
 from recording.reader import EpisodeFormatError, EpisodeReader
-from recording.writer import EpisodeWriter, StepRecord, partial_path
+from recording.writer import EpisodeWriteError, EpisodeWriter, StepRecord, partial_path
 
 
 def record(step: int, cams=CAMS) -> StepRecord:
@@ -87,7 +87,7 @@ def test_a_failed_write_leaves_no_file(tmp_path):
     path = tmp_path / "episode_0.hdf5"
     writer = EpisodeWriter(path, dict.fromkeys(CAMS, (H, W)))
     writer.append(record(0, cams=CAMS[:2]))  # two cameras missing
-    with pytest.raises(RuntimeError, match="cam_left_wrist, cam_right_wrist"):
+    with pytest.raises(EpisodeWriteError, match="step 0 has no image from cam_left_wrist, cam_right_wrist"):
         writer.close()
     assert list(tmp_path.iterdir()) == []
 
