@@ -3,14 +3,17 @@
 The file is the source of truth: connecting to an arm writes its homing offsets
 and drive modes into the motors (only where they differ, to spare the EEPROM),
 so an interrupted calibration or a motor swapped from another arm cannot leave a
-joint silently offset or reversed. The file records the motor IDs and models it
-was made for, and loading refuses an arm whose motors differ.
+joint silently offset or reversed. The file records the arm, its kind and the
+motor IDs and models it was made for, and loading refuses an arm that differs.
+Every field is checked on load with its exact type ("false" is not false) and a
+sane range (finite, within a turn, limits ordered), since its values reach the motors.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -22,15 +25,47 @@ import numpy as np
 
 from robot.arm import ArmSpec
 from robot.dynamixel.bus import DynamixelBus
-from robot.dynamixel.control_table import model_name
+from robot.dynamixel.control_table import TICKS_PER_TURN, model_name
 from robot.dynamixel.errors import NoResponseError
+from robot.rig import NAME, Fields
 
 FORMAT = "tandem-calibration"
 VERSION = 1
+MAX_ANGLE_RAD = math.tau  # limits and gripper positions: more than a turn from zero is a broken file
+MAX_HOMING_OFFSET = TICKS_PER_TURN  # the procedure never sets more than a turn
+MIN_GRIPPER_TRAVEL_RAD = 0.1  # open and closed closer than this would amplify any gripper noise
+_TOP_FIELDS = ("format", "version", "arm", "kind", "motors", "limits", "gripper_closed", "gripper_open", "created")
+_MOTOR_FIELDS = ("motor_id", "model", "joint", "homing_offset", "reverse")
 
 
 class CalibrationError(ValueError):
     """A calibration file that cannot be used: unreadable, for other motors, or a failed procedure."""
+
+
+def _error(path: str, where: str, problem: str) -> CalibrationError:
+    return CalibrationError(f"{path}: {where}: {problem}" if where else f"{path}: {problem}")
+
+
+class _NonFinite:
+    """What NaN/Infinity (which Python's json accepts) parse to, so that the field holding one is refused."""
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+    def __repr__(self) -> str:
+        return f"{self.literal} (JSON numbers are finite)"
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    for k in keys:
+        if keys.count(k) > 1:
+            raise _DuplicateKey(k)
+    return dict(pairs)
 
 
 @dataclass(frozen=True)
@@ -90,30 +125,57 @@ class ArmCalibration:
     @classmethod
     def load(cls, path: Path) -> ArmCalibration:
         try:
-            data = json.loads(Path(path).read_text())
+            text = Path(path).read_bytes().decode("utf-8")
+            data = json.loads(text, parse_constant=_NonFinite, object_pairs_hook=_unique_keys)
         except FileNotFoundError:
             raise CalibrationError(f"{path}: no such calibration file") from None
+        except UnicodeDecodeError as exc:
+            raise CalibrationError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                                   f"{exc.start}); restore it or re-run tandem-calibrate") from None
         except json.JSONDecodeError as exc:
             raise CalibrationError(f"{path}: not valid JSON ({exc})") from None
+        except _DuplicateKey as exc:
+            raise CalibrationError(f"{path}: key {exc.args[0]!r} is given twice in one object; keep one") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CalibrationError(f"{path}: not a tandem calibration file (no \"format\": \"{FORMAT}\")")
-        if data.get("version") != VERSION:
-            raise CalibrationError(f"{path}: calibration version {data.get('version')} is not supported "
+        version = data.get("version")
+        if type(version) is not int or version != VERSION:
+            raise CalibrationError(f"{path}: calibration version {version!r} is not supported "
                                    f"(this tandem reads version {VERSION}); re-run tandem-calibrate")
-        try:
-            motors = tuple(MotorCalibration(int(m["motor_id"]), str(m["model"]), str(m["joint"]),
-                                            int(m["homing_offset"]), bool(m["reverse"])) for m in data["motors"])
-            limits = {str(j): (float(v[0]), float(v[1])) for j, v in data["limits"].items()}
-            return cls(str(data["arm"]), str(data["kind"]), motors, limits, float(data["gripper_closed"]),
-                       float(data["gripper_open"]), str(data.get("created", "")), VERSION)
-        except KeyError as exc:
-            raise CalibrationError(f"{path}: field {exc} is missing") from None
-        except (TypeError, ValueError, IndexError) as exc:
-            raise CalibrationError(f"{path}: a field has the wrong type ({exc})") from None
+        return cls._parse(Fields(str(path), "", data, _TOP_FIELDS, _error))
+
+    @classmethod
+    def _parse(cls, top: Fields) -> ArmCalibration:
+        arm = _name(top, "arm")
+        kind = top.get("kind", str)
+        motors = tuple(_parse_motor(Fields(top.source, f"motors[{i}]", m, _MOTOR_FIELDS, _error))
+                       for i, m in enumerate(top.get("motors", list)))
+        if not motors:
+            raise top.error("motors", "no motors: re-run tandem-calibrate")
+        for key, what in (("motor_id", "motor"), ("joint", "joint")):
+            values = [getattr(m, key) for m in motors]
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise top.error("motors", f"{what}(s) {', '.join(map(str, twice))} appear more than once")
+        joints = tuple(dict.fromkeys(m.joint.removesuffix("_shadow") for m in motors))
+        limits_section = top.section("limits", joints)
+        missing = [j for j in joints if j not in limits_section.data]
+        if missing:
+            raise limits_section.error(missing[0], f"no limits for joint(s) {', '.join(missing)} of the motors")
+        limits = {j: _limit(limits_section, j) for j in joints}
+        closed = top.number("gripper_closed", MAX_ANGLE_RAD)
+        open_ = top.number("gripper_open", MAX_ANGLE_RAD)
+        if abs(open_ - closed) < MIN_GRIPPER_TRAVEL_RAD:
+            raise top.error("gripper_open", f"{open_} rad is within {MIN_GRIPPER_TRAVEL_RAD} rad of gripper_closed "
+                                            f"({closed}): re-run tandem-calibrate and open the gripper fully")
+        return cls(arm, kind, motors, limits, closed, open_, top.get("created", str, ""), VERSION)
 
     # -- checks against the rig and the live motors ------------------------------------------------
-    def check_spec(self, spec: ArmSpec, source: str) -> None:
-        """The rig's motors for this arm are the ones the file was made for."""
+    def check_spec(self, spec: ArmSpec, source: str, *, arm: str) -> None:
+        """The file is arm `arm`'s, and the rig's motors and joints for that arm are the ones it was made for."""
+        if self.arm != arm:
+            raise CalibrationError(f"{source}: is the calibration of arm {self.arm}, not of arm {arm}; "
+                                   f"copy the right file or re-run tandem-calibrate --arm {arm}")
         want = {(m.motor_id, m.model.name, m.joint) for m in spec.motors()}
         have = {(m.motor_id, m.model, m.joint) for m in self.motors}
         if want != have:
@@ -121,13 +183,14 @@ class ArmCalibration:
                      sorted(want - have)]
             lines += [f"  file has motor {i} {model} ({joint}), the rig does not" for i, model, joint in
                       sorted(have - want)]
-            raise CalibrationError(f"{source}: made for other motors than arm {self.arm} has now:\n"
-                                   + "\n".join(lines) + f"\nRe-run tandem-calibrate --arm {self.arm}.")
-        missing = [j for j in spec.joint_names if j not in self.limits]
-        if missing:
-            raise CalibrationError(f"{source}: no limits for joint(s) {', '.join(missing)}")
-        if self.gripper_open == self.gripper_closed:
-            raise CalibrationError(f"{source}: gripper open and closed positions are equal")
+            raise CalibrationError(f"{source}: made for other motors than arm {arm} has now:\n"
+                                   + "\n".join(lines) + f"\nRe-run tandem-calibrate --arm {arm}.")
+        if self.kind != spec.kind:
+            raise CalibrationError(f"{source}: kind: made for a {self.kind} arm, but arm {arm} is a {spec.kind} "
+                                   f"in the rig; re-run tandem-calibrate --arm {arm}")
+        if set(self.limits) != set(spec.joint_names):
+            raise CalibrationError(f"{source}: limits: has joints {', '.join(self.limits)}, arm {arm} has "
+                                   f"{', '.join(spec.joint_names)}; re-run tandem-calibrate --arm {arm}")
 
     def check_live(self, bus: DynamixelBus, source: str) -> None:
         """Every motor in the file answers with the model the file names."""
@@ -161,6 +224,36 @@ class ArmCalibration:
             bus.configure(m.motor_id, reverse=m.reverse, homing_offset=m.homing_offset)
             changed.append(m.motor_id)
         return changed
+
+
+def _name(fields: Fields, key: str) -> str:
+    value = fields.get(key, str)
+    if not NAME.fullmatch(value):
+        raise fields.error(key, f"{value!r} is not a name (letters, digits and _, not starting with a digit)")
+    return value
+
+
+def _parse_motor(m: Fields) -> MotorCalibration:
+    motor_id = m.get("motor_id", int)
+    if not 0 <= motor_id <= 252:
+        raise m.error("motor_id", f"motor ID {motor_id} is outside 0..252")
+    homing = m.get("homing_offset", int)
+    if not -MAX_HOMING_OFFSET <= homing <= MAX_HOMING_OFFSET:
+        raise m.error("homing_offset", f"{homing} ticks is more than a turn ({MAX_HOMING_OFFSET}); "
+                                       "re-run tandem-calibrate")
+    return MotorCalibration(motor_id, m.get("model", str), _name(m, "joint"), homing, m.get("reverse", bool))
+
+
+def _limit(limits: Fields, joint: str) -> tuple[float, float]:
+    """[lower, upper] in rad: finite, ordered, within a turn."""
+    pair = limits.get(joint, list)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in pair):
+        raise limits.error(joint, f"expected [lower, upper] in rad, got {pair!r}")
+    lower, upper = float(pair[0]), float(pair[1])
+    if not -MAX_ANGLE_RAD <= lower < upper <= MAX_ANGLE_RAD:  # NaN fails every comparison
+        raise limits.error(joint, f"[{lower}, {upper}] is not lower < upper within "
+                                  f"-{MAX_ANGLE_RAD:.4g}..{MAX_ANGLE_RAD:.4g} rad")
+    return lower, upper
 
 
 def calibration_path(calibration_dir: Path, arm: str) -> Path:

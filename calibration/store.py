@@ -23,7 +23,7 @@ def load_calibration(rig: Rig, arm: RigArm) -> tuple[ArmCalibration, str]:
     path = calibration_path(rig.calibration_dir, arm.name)
     if path.exists():
         calibration = ArmCalibration.load(path)
-        calibration.check_spec(arm.spec, str(path))
+        calibration.check_spec(arm.spec, str(path), arm=arm.name)
         return calibration, str(path)
     if arm.virtual:
         return factory_calibration(arm), "the virtual arm's factory calibration"

@@ -142,7 +142,7 @@ def test_a_file_for_other_motors_is_refused(raw_arm, tmp_path):
     calibration = calibrate_arm(arm, prompt)
     # the rig now says this arm is a ViperX 300 (bigger motors): the file does not fit
     with pytest.raises(CalibrationError, match="motor 1 XM540-W270 \\(waist\\)"):
-        calibration.check_spec(VIPERX_300_6DOF, "leader_left.json")
+        calibration.check_spec(VIPERX_300_6DOF, "leader_left.json", arm="leader_left")
     # the live bus has a different model on ID 1 than the file says
     path = tmp_path / "leader_left.json"
     calibration.save(path)
@@ -157,7 +157,7 @@ def test_a_file_for_other_motors_is_refused(raw_arm, tmp_path):
     ("{", "not valid JSON"),
     ('{"format": "other"}', "not a tandem calibration file"),
     ('{"format": "tandem-calibration", "version": 99}', "version 99 is not supported"),
-    ('{"format": "tandem-calibration", "version": 1, "arm": "a"}', "field 'motors' is missing"),
+    ('{"format": "tandem-calibration", "version": 1, "arm": "a", "kind": "k"}', "motors: required field is missing"),
 ])
 def test_bad_files_name_the_file_and_the_problem(tmp_path, content, message):
     path = tmp_path / "arm.json"
