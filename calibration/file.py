@@ -114,11 +114,14 @@ class ArmCalibration:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def save(self, path: Path) -> None:
-        """Atomically: a crash mid-write leaves the previous file, never half of one."""
+        """Atomically: a crash mid-write leaves the previous file, never half of one. A calibration that
+        loading would refuse (NaN, limits out of order, ...) is refused here, and nothing is written."""
+        data = self.to_json()
+        self.from_json(json.loads(json.dumps(data), parse_constant=_NonFinite), str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
-            json.dump(self.to_json(), f, indent=2)
+            json.dump(data, f, indent=2)
             f.write("\n")
         os.replace(tmp, path)
 
@@ -136,13 +139,18 @@ class ArmCalibration:
             raise CalibrationError(f"{path}: not valid JSON ({exc})") from None
         except _DuplicateKey as exc:
             raise CalibrationError(f"{path}: key {exc.args[0]!r} is given twice in one object; keep one") from None
+        return cls.from_json(data, str(path))
+
+    @classmethod
+    def from_json(cls, data: Any, path: str) -> ArmCalibration:
+        """The calibration a file's parsed JSON holds, every field checked; errors name `path` and the field."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CalibrationError(f"{path}: not a tandem calibration file (no \"format\": \"{FORMAT}\")")
         version = data.get("version")
         if type(version) is not int or version != VERSION:
             raise CalibrationError(f"{path}: calibration version {version!r} is not supported "
                                    f"(this tandem reads version {VERSION}); re-run tandem-calibrate")
-        return cls._parse(Fields(str(path), "", data, _TOP_FIELDS, _error))
+        return cls._parse(Fields(path, "", data, _TOP_FIELDS, _error))
 
     @classmethod
     def _parse(cls, top: Fields) -> ArmCalibration:

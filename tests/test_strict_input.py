@@ -150,6 +150,16 @@ def test_a_calibration_file_that_is_not_utf8_is_named(rig):
     _refused(rig, "leader_left", path, "not UTF-8")
 
 
+def test_a_calibration_that_loading_would_refuse_is_not_saved(tmp_path):
+    calibration = factory_calibration(SIM.arm("leader_left"))
+    bad = dataclasses.replace(calibration, limits={**calibration.limits, "elbow": (float("nan"), 1.0)})
+    path = tmp_path / "leader_left.json"
+    with pytest.raises(CalibrationError) as info:
+        bad.save(path)
+    assert str(path) in str(info.value) and "limits.elbow" in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
 def test_tandem_calibrate_reports_a_bad_file_and_exits_1(rig, tmp_path):
     path = _edit(rig, "leader_left", lambda d: d["motors"][0].update(reverse="false"))
     result = subprocess.run([sys.executable, "-m", "calibration.cli", "--rig", "sim", "--arm", "leader_left",
