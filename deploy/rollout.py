@@ -37,6 +37,7 @@ class DeployOptions:
     max_step_rad: float = 0.1  # per-step clamp of every command
     approach_speed: float = 0.5  # rad/s of the ramp to the start pose
     refuse_above: float = 1.5  # rad: refuse the ramp when a joint is further than this from the start pose
+    max_uncovered_s: float = 3.0  # stop when the policy gives no usable action for this long (first async chunk too)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -53,12 +54,16 @@ class RolloutResult:
     loop: PeriodSummary
     latency_ms: tuple[float, float, float]  # inference p50, p99, max
     inferences: int
+    dropped_chunks: int = 0  # chunks refused for NaN or infinite actions
+    non_finite_steps: int = 0  # steps the loop refused a non-finite target (the arm held)
 
     def line(self) -> str:
         p50, p99, top = self.latency_ms
+        refused = (f"; {self.dropped_chunks} non-finite chunk(s) dropped, {self.non_finite_steps} non-finite "
+                   "target(s) refused" if self.dropped_chunks or self.non_finite_steps else "")
         return (f"{self.steps} steps, {self.interventions} takeover(s), {self.human_steps} steps under human control; "
                 f"inference {self.inferences}x p50 {p50:.1f} ms p99 {p99:.1f} ms max {top:.1f} ms; "
-                f"loop {self.loop.line()}")
+                f"loop {self.loop.line()}{refused}")
 
 
 def make_inference(predictor: ChunkPredictor, options: DeployOptions) -> tuple[SyncInference | AsyncInference,
@@ -92,7 +97,8 @@ def run_rollout(connected: ConnectedRig, predictor: ChunkPredictor, cameras: Map
     """Run the policy for `steps` steps (None: until a stop key) with takeovers on the pedal."""
     layout = StateLayout.from_connected(connected)
     inference, ensembler = make_inference(predictor, options)
-    policy = PolicyActions(predictor, inference, ensembler, layout, cameras)
+    policy = PolicyActions(predictor, inference, ensembler, layout, cameras,
+                           max_uncovered_steps=round(options.max_uncovered_s * connected.rig.control_hz))
     controller = DeployController(policy, connected.arms, connected.joint_maps(), rate_hz=connected.rig.control_hz,
                                   on_switch=takeovers.on_switch if takeovers else None)
     loop = ControlLoop(connected.arms, controller, connected.limits(), clock, rate_hz=connected.rig.control_hz,
@@ -127,4 +133,4 @@ def run_rollout(connected: ConnectedRig, predictor: ChunkPredictor, cameras: Map
     latency = (float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)), float(latencies.max())) \
         if latencies.size else (0.0, 0.0, 0.0)
     return RolloutResult(loop.index, human_steps, interventions, policy.uncovered_steps, stop_reason, loop.summary(),
-                         latency, len(latencies))
+                         latency, len(latencies), policy.dropped_chunks, sum(loop.non_finite.values()))

@@ -16,6 +16,7 @@ as it is.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 
@@ -30,17 +31,27 @@ from robot.cameras import Camera
 from teleop.loop import ControlLoop
 from teleop.session import POSITION, ensure
 
+log = logging.getLogger(__name__)
+
+
+class PolicyStalledError(RuntimeError):
+    """The policy has given no usable action for longer than the rollout allows."""
+
 
 class PolicyActions:
     def __init__(self, predictor: ChunkPredictor, inference: SyncInference | AsyncInference,
-                 ensembler: ActionEnsembler, layout: StateLayout, cameras: Mapping[str, Camera]) -> None:
+                 ensembler: ActionEnsembler, layout: StateLayout, cameras: Mapping[str, Camera],
+                 *, max_uncovered_steps: int = 150) -> None:
         self.predictor = predictor
         self.inference = inference
         self.ensembler = ensembler
         self.layout = layout
         self.cameras = {name: cameras[name] for name in predictor.camera_names}
+        self.max_uncovered_steps = max_uncovered_steps
         self.step = 0  # policy steps since the start (one per targets() call)
         self.uncovered_steps = 0  # steps with no chunk yet: the followers held
+        self.dropped_chunks = 0  # chunks refused for NaN or infinite values
+        self._uncovered_run = 0  # uncovered steps in a row
 
     def observation(self, states: Mapping[str, ArmState]) -> Observation:
         frames = {name: camera.latest().image for name, camera in self.cameras.items()}
@@ -52,18 +63,32 @@ class PolicyActions:
         if self.inference.wants(step):
             self.inference.post(self.observation(states))
         for start, chunk in self.inference.collect():
-            self.ensembler.add(start, chunk)
+            if np.all(np.isfinite(chunk)):
+                self.ensembler.add(start, chunk)
+            else:  # where chunks enter: a NaN never reaches the ensembler, the followers or a dataset
+                self.dropped_chunks += 1
+                if self.dropped_chunks == 1:
+                    log.warning("policy step %d: a chunk with NaN or infinite actions was dropped (reported once, "
+                                "counted after); the followers hold while no chunk covers a step", start)
         self.step += 1
         action = self.ensembler.action(step)
         if action is None:
             self.uncovered_steps += 1
+            self._uncovered_run += 1
+            if self._uncovered_run > self.max_uncovered_steps:
+                raise PolicyStalledError(
+                    f"the policy gave no usable action for {self._uncovered_run} steps in a row "
+                    f"({self.dropped_chunks} chunk(s) dropped as NaN or infinite so far); the followers held and "
+                    "the rollout stopped. Check the checkpoint (tandem-train diverged?) and its normalization stats")
             return None
+        self._uncovered_run = 0
         return self.layout.commands(action)
 
     def restart(self) -> None:
         """Forget every chunk; the next observation starts the policy afresh."""
         self.ensembler.clear()
         self.inference.restart()
+        self._uncovered_run = 0
 
 
 class Mode(Enum):
@@ -113,6 +138,8 @@ class DeployController:
         for leader, follower, joint_map in self.pairs:  # where the follower is sent, so a takeover finds it there
             previous = self._leader_targets[leader]
             gap = joint_map.inverse(out[follower]) - previous
+            if not np.all(np.isfinite(gap)):
+                continue  # the loop refuses the follower's target; the leader keeps its own
             if np.max(np.abs(gap)) <= self._leader_step:
                 self._caught_up.add(leader)
             if leader not in self._caught_up:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import safetensors.torch
 import torch
 from torch import nn
@@ -180,6 +181,11 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
         weights = safetensors.torch.load_file(str(path / MODEL_FILE), device="cpu")
     except Exception as e:  # safetensors raises its own error types for a damaged file
         raise CheckpointError(f"could not read weights {path / MODEL_FILE}: {e}") from e
+    bad = [name for name, tensor in weights.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise CheckpointError(f"weights {path / MODEL_FILE} hold NaN or infinite values in {len(bad)} tensor(s): "
+                              f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}; the training run that wrote "
+                              "them diverged: use an earlier checkpoint")
     policy = make_policy(config)
     try:
         policy.load_state_dict(weights, strict=True)
@@ -187,7 +193,26 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
         raise CheckpointError(f"weights {path / MODEL_FILE} do not fit the {config.policy} policy described by "
                               f"{path / CONFIG_FILE}: {e}") from e
     policy.to(device).eval()
-    return Checkpoint(path, policy, config, stats, meta)
+    checkpoint = Checkpoint(path, policy, config, stats, meta)
+    check_neutral_output(checkpoint, device)
+    return checkpoint
+
+
+@torch.inference_mode()
+def check_neutral_output(checkpoint: Checkpoint, device: str | torch.device = "cpu") -> None:
+    """One forward pass on a neutral observation (the mean state, mid-grey images) must give finite actions:
+    finite weights and statistics can still overflow together, and such a policy must never reach a motor."""
+    config, stats = checkpoint.config, checkpoint.stats
+    qpos = torch.as_tensor(stats.normalize_qpos(stats.qpos_mean.copy()), device=device)[None]
+    images = None
+    if config.camera_names:
+        h, w = config.image_size
+        images = torch.full((1, len(config.camera_names), 3, h, w), 0.5, device=device)
+    chunk = stats.unnormalize_action(checkpoint.policy.predict(qpos, images)[0].float().cpu().numpy())
+    if not np.all(np.isfinite(chunk)):
+        raise CheckpointError(f"checkpoint {checkpoint.path}: a forward pass on a neutral observation gives "
+                              "non-finite actions; the weights or the statistics in "
+                              f"{checkpoint.path / STATS_FILE} are broken: use an earlier checkpoint")
 
 
 def check_compatible(meta: CheckpointMeta, camera_names: Sequence[str], state_dim: int, action_dim: int, *,

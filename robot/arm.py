@@ -15,7 +15,7 @@ import numpy as np
 
 from robot.dynamixel.bus import DynamixelBus, Motor
 from robot.dynamixel.control_table import CENTER_TICK, TICKS_PER_TURN, get_model
-from robot.dynamixel.errors import ShadowMismatchError
+from robot.dynamixel.errors import DynamixelError, ShadowMismatchError, TorqueReleaseError
 
 RAD_PER_TICK = 2.0 * math.pi / TICKS_PER_TURN
 RAD_S_PER_VELOCITY_UNIT = 0.229 * 2.0 * math.pi / 60.0  # Present Velocity is in 0.229 rpm
@@ -74,8 +74,17 @@ def ticks_to_rad(ticks: np.ndarray) -> np.ndarray:
     return (np.asarray(ticks, dtype=np.float64) - CENTER_TICK) * RAD_PER_TICK
 
 
+class NonFiniteCommandError(ValueError):
+    """A NaN or infinite position was about to be converted into a motor command."""
+
+
 def rad_to_ticks(radians: np.ndarray) -> np.ndarray:
-    return np.rint(np.asarray(radians, dtype=np.float64) / RAD_PER_TICK + CENTER_TICK).astype(np.int32)
+    """Radians to ticks; refuses NaN and infinity, the last line of defence before a motor
+    (NaN would become tick -2147483648)."""
+    radians = np.asarray(radians, dtype=np.float64)
+    if not np.all(np.isfinite(radians)):
+        raise NonFiniteCommandError(f"non-finite position(s) {radians.tolist()} refused: nothing was written")
+    return np.rint(radians / RAD_PER_TICK + CENTER_TICK).astype(np.int32)
 
 
 @dataclass
@@ -150,7 +159,27 @@ class Arm:
 
     def write_positions(self, radians: np.ndarray) -> None:
         """Goal positions for every joint (shadows follow through Secondary ID)."""
+        radians = np.asarray(radians, dtype=np.float64)
+        bad = [name for name, value in zip(self.joint_names, radians, strict=True) if not math.isfinite(value)]
+        if bad:
+            raise NonFiniteCommandError(f"arm {self.name} on {self.bus.port_name}: non-finite goal for "
+                                        f"{', '.join(bad)} refused; nothing was written")
         self.bus.write_goal_positions(self.primary_ids, rad_to_ticks(radians))
 
+    def hold(self) -> None:
+        """Every motor keeps where it is: one group read and write, or motor by motor when that fails.
+
+        Raises TorqueReleaseError naming the motors that could not be told (they may move to an old goal).
+        """
+        try:
+            self.write_positions(self.read().position)
+            return
+        except DynamixelError:
+            pass
+        failures = self.bus.hold_each(self.primary_ids)
+        if failures:
+            raise TorqueReleaseError(self.bus.port_name, failures)
+
     def set_torque(self, on: bool) -> None:
+        """Motor by motor, shadows included (TorqueReleaseError names any that did not take it)."""
         self.bus.set_torque(on)

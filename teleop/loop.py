@@ -10,6 +10,7 @@ step that runs long is counted as an overrun, never made up with a burst.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from typing import Protocol
 import numpy as np
 
 from calibration.joint_map import JointMap
-from robot.arm import Arm, ArmState
+from robot.arm import Arm, ArmState, NonFiniteCommandError
 from robot.clock import Clock, PeriodStats, PeriodSummary
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,7 +84,8 @@ class ControlLoop:
         self.max_step_rad = max_step_rad
         self.observers = list(observers)
         self.stats = PeriodStats(self.period)
-        self.commands: dict[str, np.ndarray] = {}  # last written, per commanded arm
+        self.commands: dict[str, np.ndarray] = {}  # last written, per commanded arm; always finite
+        self.non_finite: dict[str, int] = {}  # steps an arm's target was refused as NaN/inf, per arm
         self.index = 0
         workers = max(1, len(self.arms)) if parallel_io else 1
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bus")
@@ -109,9 +113,11 @@ class ControlLoop:
         commands, clamped = {}, False
         limit = self.max_step_rad if max_step_rad is None else max_step_rad
         for name, target in desired.items():
-            target = np.clip(target, self.limits[name].lower, self.limits[name].upper)
             previous = self.commands.get(name, states[name].position)
+            target = np.clip(target, self.limits[name].lower, self.limits[name].upper)
             command = previous + np.clip(target - previous, -limit, limit)
+            if not np.all(np.isfinite(command)):
+                command = self._refuse_non_finite(name, desired[name], previous)
             clamped |= bool(np.any(command != target))
             commands[name] = command
         self.write_all(commands)
@@ -121,6 +127,20 @@ class ControlLoop:
         for observe in self.observers:
             observe(step)
         return step
+
+    def _refuse_non_finite(self, name: str, target: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """A NaN or infinite target: the arm holds its last good command, and the event is counted.
+
+        The clamp state (self.commands) only ever holds finite values, so the arm moves again as soon
+        as its controller gives finite targets (a takeover, a recovered policy).
+        """
+        self.non_finite[name] = self.non_finite.get(name, 0) + 1
+        if self.non_finite[name] == 1:
+            joints = [j for j, v in zip(self.arms[name].joint_names, np.asarray(target), strict=True)
+                      if not np.isfinite(v)] or ["(a joint limit)"]
+            log.warning("step %d: %s: non-finite target for %s refused; the arm holds its last command "
+                        "(reported once, counted after)", self.index, name, ", ".join(joints))
+        return previous.copy()
 
     def wait_for_next(self) -> None:
         """Sleep to the next deadline; if this step ran past it, count an overrun and re-anchor."""
@@ -151,12 +171,16 @@ class ControlLoop:
         """
         states = self.read_all()
         desired = self.controller.targets(states)
-        far = []
+        far, non_finite = [], []
         for name, target in desired.items():
             gap = np.clip(target, self.limits[name].lower, self.limits[name].upper) - states[name].position
             for joint, g, now in zip(self.arms[name].joint_names, gap, states[name].position, strict=True):
-                if abs(g) > refuse_above_rad:
+                if not np.isfinite(g):
+                    non_finite.append(f"{name}.{joint}")
+                elif abs(g) > refuse_above_rad:
                     far.append(f"  {name}.{joint}: at {now:+.2f} rad, target {now + g:+.2f} ({g:+.2f})")
+        if non_finite:
+            raise NonFiniteCommandError(f"the start pose is not finite for {', '.join(non_finite)}; nothing moved")
         if far:
             raise TooFarError(f"followers are more than {refuse_above_rad:.2f} rad from their targets; move them "
                               "closer by hand (torque is off) or move the leaders to match:\n" + "\n".join(far))

@@ -64,16 +64,16 @@ class ConnectedRig:
     def release(self, *, torque_off: bool = True, hold_s: float = 0.5) -> list[str]:
         """Followers hold where they are, then (if asked) torque off; leaders limp. Returns what failed.
 
-        Each arm is handled on its own, so a dead bus does not keep the others from stopping.
+        Each arm, and within it each motor, is handled on its own: a dead bus or a failed motor never
+        keeps the others from stopping. Every problem names the motors that may still be torqued.
         """
         problems = []
         live = [a for a in self.rig.arms if self.arms[a.name].bus.is_open]
         for arm_cfg in (a for a in live if a.role == "follower"):
-            arm = self.arms[arm_cfg.name]
             try:
-                arm.write_positions(arm.read().position)
+                self.arms[arm_cfg.name].hold()
             except DynamixelError as exc:
-                problems.append(f"{arm.name}: could not hold position: {exc}")
+                problems.append(f"{arm_cfg.name}: could not hold position: {exc}")
         if torque_off and hold_s > 0:
             time.sleep(hold_s)
         for arm_cfg in live:

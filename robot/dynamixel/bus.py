@@ -20,11 +20,13 @@ from dynamixel_sdk import COMM_SUCCESS, PacketHandler
 
 from robot.dynamixel.control_table import BAUD_RATES, MODELS_BY_NUMBER, MotorModel, model_name
 from robot.dynamixel.errors import (
+    DynamixelError,
     HardwareError,
     ModelMismatchError,
     MotorStatusError,
     NoResponseError,
     PortError,
+    TorqueReleaseError,
 )
 from robot.dynamixel.port import TandemPortHandler, open_port
 from robot.dynamixel.protocol import ALERT_BIT, BROADCAST_ID, StatusError
@@ -230,8 +232,45 @@ class DynamixelBus:
 
     # -- configuration ------------------------------------------------------------------
     def set_torque(self, on: bool, ids: Iterable[int] | None = None) -> None:
+        """Torque on or off, motor by motor: one failing motor never keeps the others from being told.
+
+        Raises TorqueReleaseError naming every motor that did not take the setting.
+        """
+        failures = []
         for motor_id in self.ids if ids is None else ids:
-            self.write(motor_id, "Torque Enable", int(on))
+            try:
+                self.write(motor_id, "Torque Enable", int(on))
+            except HardwareError as exc:
+                # The write arrived (the status packet only carries the alert). Off is what the
+                # firmware's shutdown already did; on is refused until a reboot.
+                if on or self._torque_register(motor_id) != 0:
+                    failures.append((motor_id, self.joint_of(motor_id), str(exc)))
+            except DynamixelError as exc:
+                failures.append((motor_id, self.joint_of(motor_id), str(exc)))
+        if failures:
+            raise TorqueReleaseError(self.port_name, failures)
+
+    def _torque_register(self, motor_id: int) -> int | None:
+        """Torque Enable read past an alert bit (None when the motor does not answer)."""
+        with self._lock:
+            address = self.model_of(motor_id).register("Torque Enable").address
+            value, result, _ = self._ph.read1ByteTxRx(self.port, motor_id, address)
+        return value if result == COMM_SUCCESS else None
+
+    def hold_each(self, ids: Iterable[int]) -> list[tuple[int, str | None, str]]:
+        """Goal = Present Position, one motor at a time, for when the group read or write has failed.
+
+        Returns (motor, joint, why) for each motor that could not be told to hold.
+        """
+        failures = []
+        for motor_id in ids:
+            try:
+                self.write(motor_id, "Goal Position", self.read(motor_id, "Present Position"))
+            except HardwareError:
+                continue  # its firmware has already turned its torque off
+            except DynamixelError as exc:
+                failures.append((motor_id, self.joint_of(motor_id), str(exc)))
+        return failures
 
     def configure(
         self,

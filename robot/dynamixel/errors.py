@@ -71,3 +71,17 @@ class ShadowMismatchError(DynamixelError):
             f"motor {primary_id} reads {primary} (difference {shadow - primary}, tolerance {tolerance}). "
             "Stop and inspect the joint: a shadow that disagrees means a slipped horn or a failing motor."
         )
+
+
+class TorqueReleaseError(DynamixelError):
+    """Some motors could not be told to hold or to turn torque off: they may still be torqued."""
+
+    def __init__(self, port: str, failures: list[tuple[int, str | None, str]]) -> None:
+        self.port = port
+        self.motor_ids = [motor_id for motor_id, _, _ in failures]
+        listed = "; ".join(f"motor {motor_id}" + (f" ({joint})" if joint else "") + f": {why}"
+                           for motor_id, joint, why in failures)
+        super().__init__(
+            f"{port}: {len(failures)} motor(s) may still be torqued: {listed}. Support the arm and switch its "
+            "power off, or power-cycle it, before touching it."
+        )
