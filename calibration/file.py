@@ -182,7 +182,7 @@ class ArmCalibration:
     def check_spec(self, spec: ArmSpec, source: str, *, arm: str) -> None:
         """The file is arm `arm`'s, and the rig's motors and joints for that arm are the ones it was made for."""
         if self.arm != arm:
-            raise CalibrationError(f"{source}: is the calibration of arm {self.arm}, not of arm {arm}; "
+            raise CalibrationError(f"{source}: arm: the file is the calibration of arm {self.arm}, not of arm {arm}; "
                                    f"copy the right file or re-run tandem-calibrate --arm {arm}")
         want = {(m.motor_id, m.model.name, m.joint) for m in spec.motors()}
         have = {(m.motor_id, m.model, m.joint) for m in self.motors}
@@ -191,7 +191,7 @@ class ArmCalibration:
                      sorted(want - have)]
             lines += [f"  file has motor {i} {model} ({joint}), the rig does not" for i, model, joint in
                       sorted(have - want)]
-            raise CalibrationError(f"{source}: made for other motors than arm {arm} has now:\n"
+            raise CalibrationError(f"{source}: motors: made for other motors than arm {arm} has now:\n"
                                    + "\n".join(lines) + f"\nRe-run tandem-calibrate --arm {arm}.")
         if self.kind != spec.kind:
             raise CalibrationError(f"{source}: kind: made for a {self.kind} arm, but arm {arm} is a {spec.kind} "

@@ -111,7 +111,7 @@ def test_gripper_open_and_closed_must_differ(rig):
 def test_a_calibration_file_for_another_arm_is_refused(rig):
     leader_left = calibration_path(rig.calibration_dir, "leader_left")
     leader_left.write_text(calibration_path(rig.calibration_dir, "leader_right").read_text())  # same kind, same IDs
-    _refused(rig, "leader_left", leader_left, "calibration of arm leader_right, not of arm leader_left")
+    _refused(rig, "leader_left", leader_left, ": arm: ", "calibration of arm leader_right, not of arm leader_left")
 
 
 def test_a_calibration_file_for_another_kind_of_arm_is_refused(rig):
