@@ -38,13 +38,20 @@ class EpisodeArrays:
 
 
 def load_episodes(dataset: Dataset, indices: Sequence[int]) -> list[EpisodeArrays]:
-    out = []
+    """qpos and action of each episode; a NaN or inf, or a width unlike the first episode's, is an
+    EpisodeFormatError naming the file, the dataset and the row."""
+    out: list[EpisodeArrays] = []
     for index in indices:
         info = dataset.episode(index)
         path = dataset.path(index)
         with EpisodeReader(path) as reader:
-            out.append(EpisodeArrays(index, info.kind, path, reader.qpos.astype(np.float32),
-                                     reader.action.astype(np.float32)))
+            episode = EpisodeArrays(index, info.kind, path, reader.array("/observations/qpos", finite=True)
+                                    .astype(np.float32), reader.array("/action", finite=True).astype(np.float32))
+        for name, attr in (("/observations/qpos", "qpos"), ("/action", "action")):
+            have, first = getattr(episode, attr).shape[1], out and getattr(out[0], attr).shape[1]
+            if first and have != first:
+                raise EpisodeFormatError(path, name, f"has {have} columns, expected {first} as in {out[0].path.name}")
+        out.append(episode)
     return out
 
 

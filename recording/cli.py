@@ -14,7 +14,7 @@ from calibration.poses import GRIPPER
 from recording.dataset import Dataset, DatasetError, DatasetInfo, calibration_digest
 from recording.keyed import START_KEYS, KeyedRecording
 from recording.layout import StateLayout
-from recording.session import EpisodeSlot, ProgressLine, RecordOptions
+from recording.session import EpisodeSlot, ProgressLine, RecordOptions, warn_if_low_space
 from robot.cameras import Camera
 from robot.clock import RealClock
 from robot.dynamixel.errors import DynamixelError
@@ -85,10 +85,8 @@ def dataset_info(rig: Rig, connected: ConnectedRig, cameras: Mapping[str, tuple[
 
 
 def open_dataset(path: str, info: DatasetInfo) -> Dataset:
-    dataset = Dataset.create_or_open(path, info)
-    for partial in dataset.remove_partials():
-        print(f"removed {partial.name}: an episode a crash left unfinished")
-    return dataset
+    """For writing: holds the folder's write lock until closed or the process ends, and cleans up after a crash."""
+    return Dataset.create_or_open(path, info, say=print)
 
 
 def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> int:
@@ -98,9 +96,11 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
     steps = round(args.seconds * rig.control_hz) if args.seconds > 0 else EPISODE_STEPS[args.task]
     world = SimWorldProcess(rig, args.task, image_size=args.image_size)
     saved = 0
-    with world as live, connect(live, **world.bus_options) as connected:
+    with world as live, connect(live, **world.bus_options) as connected, ExitStack() as stack:
         sizes = {name: world.image_size for name in world.cameras}
         dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, options.compress, args.task))
+        stack.callback(dataset.close)
+        warn_if_low_space(dataset, steps, args.episodes)
         layout = StateLayout.from_connected(connected)
         print(f"recording {args.episodes} episode(s) of {args.task} ({steps} steps each) into {dataset.root}; "
               f"cameras {', '.join(sizes) or 'none'} at {world.image_size[0]}x{world.image_size[1]}")
@@ -112,6 +112,7 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
                 result = run_episode(world, connected, seed, steps, max_step_rad=args.max_step,
                                      observers=[slot.recorder, progress], realtime=args.realtime)
             except BaseException:
+                progress.end()
                 slot.discard()
                 raise
             progress.end()
@@ -140,6 +141,8 @@ def record_hardware(args: argparse.Namespace, rig: Rig, options: RecordOptions) 
         stack.callback(lambda: [c.close() for c in cameras.values()])
         sizes = {c.name: (c.height, c.width) for c in rig.cameras if c.name in cameras}
         dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, options.compress))
+        stack.callback(dataset.close)
+        warn_if_low_space(dataset, steps, args.episodes)
         keys = open_keys(args.keys)
         stack.callback(keys.close)
         print(f"keys: {keys.backend}")

@@ -6,26 +6,42 @@ where known and how it was recorded. It is rewritten atomically after every
 episode, so a crash loses at most the episode being recorded. A folder of
 episodes written by the original ALOHA/ACT scripts (no dataset.json) opens too:
 its index is built from the files.
+
+One process writes a folder at a time: `create_or_open` takes an flock on
+`<folder>/.lock` (which names the holder) and keeps it until `close()` or the
+process ends; the kernel drops it when the process dies, so a crash leaves no
+stale lock. Under the lock it cleans up after a crash: unfinished `.partial`
+files are deleted, a complete episode file missing from the index (a kill
+between its rename and the index update) is added back, and an index entry
+whose file is gone is dropped. Readers (`open`: train, inspect, replay) take no
+lock and may not change the index.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import re
+import socket
+import sys
 import tempfile
 import time
-from collections.abc import Iterable
+import types
+import typing
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recording.reader import EpisodeReader
+from recording.reader import EpisodeFormatError, EpisodeReader
 
 FORMAT = "tandem-dataset"
 VERSION = 1
 INDEX = "dataset.json"
+LOCK = ".lock"  # flock'ed by the one process writing the folder; holds its pid, host and command
 KINDS = ("demo", "correction", "rollout")
 EPISODE_FILE = re.compile(r"^episode_(\d+)\.hdf5$")
 OPEN_EPISODE_FILE = re.compile(r"^\.episode_(\d+)\.hdf5\.partial$")  # being written (recording.writer)
@@ -33,6 +49,10 @@ OPEN_EPISODE_FILE = re.compile(r"^\.episode_(\d+)\.hdf5\.partial$")  # being wri
 
 class DatasetError(ValueError):
     pass
+
+
+class DatasetLockedError(DatasetError):
+    """Another process is writing the dataset folder."""
 
 
 @dataclass
@@ -80,10 +100,12 @@ class Dataset:
     def __init__(self, root: Path, info: DatasetInfo) -> None:
         self.root = root
         self.info = info
+        self._release: weakref.finalize | None = None  # set while this object holds the folder's write lock
 
     # -- opening ----------------------------------------------------------------------------------
     @classmethod
     def open(cls, root: str | Path) -> Dataset:
+        """For reading (no lock): training, inspect, replay."""
         root = Path(root)
         if not root.is_dir():
             raise DatasetError(f"{root}: no such dataset folder")
@@ -94,30 +116,73 @@ class Dataset:
             data = json.loads(index.read_text())
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{index}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise DatasetError(f"{index}: not a tandem dataset index (no \"format\": \"{FORMAT}\")")
-        try:
-            episodes = [EpisodeInfo(**e) for e in data.pop("episodes")]
-            fields = {f.name for f in dataclasses.fields(DatasetInfo)}
-            info = DatasetInfo(**{k: v for k, v in data.items() if k in fields}, episodes=episodes)
-        except (KeyError, TypeError) as exc:
-            raise DatasetError(f"{index}: malformed ({exc})") from None
-        return cls(root, info)
+        return cls(root, _info_from_index(index, data))
 
     @classmethod
-    def create_or_open(cls, root: str | Path, info: DatasetInfo) -> Dataset:
-        """A new dataset with `info`, or the existing one after checking it was recorded the same way."""
+    def create_or_open(cls, root: str | Path, info: DatasetInfo, *,
+                       say: Callable[[str], None] = print) -> Dataset:
+        """For writing: a new dataset with `info`, or the existing one after checking it was recorded the same way.
+
+        Takes the folder's write lock (DatasetLockedError names the holder), then reconciles the index with the
+        files, saying in one line each what it changed. Release the lock with close() (or let the process end).
+        """
         root = Path(root)
-        if (root / INDEX).exists():
-            dataset = cls.open(root)
-            dataset.check_matches(info)
-            return dataset
         root.mkdir(parents=True, exist_ok=True)
-        if any(EPISODE_FILE.match(p.name) for p in root.iterdir()):
-            raise DatasetError(f"{root}: holds episode files but no {INDEX}; record into a new folder")
-        dataset = cls(root, dataclasses.replace(info, episodes=[]))
-        dataset.save()
+        lock = _acquire_lock(root)
+        try:
+            if (root / INDEX).exists():
+                dataset = cls.open(root)
+                dataset.check_matches(info)
+            elif any(EPISODE_FILE.match(p.name) for p in root.iterdir()):
+                raise DatasetError(f"{root}: holds episode files but no {INDEX}; record into a new folder")
+            else:
+                dataset = cls(root, dataclasses.replace(info, episodes=[]))
+        except BaseException:
+            _release_lock(lock)
+            raise
+        dataset._release = weakref.finalize(dataset, _release_lock, lock)
+        try:
+            dataset._reconcile(say)
+        except BaseException:
+            dataset.close()
+            raise
         return dataset
+
+    def close(self) -> None:
+        """Give up the write lock (a no-op for a dataset opened for reading)."""
+        if self._release is not None:
+            self._release()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def writable(self) -> bool:
+        return self._release is not None and self._release.alive
+
+    def _reconcile(self, say: Callable[[str], None]) -> None:
+        """After a crash: partial files deleted, complete files missing from the index added, lost files dropped."""
+        for partial in self.remove_partials():
+            say(f"{self.root}: removed {partial.name}, an episode a crash left unfinished")
+        for path in self.unlisted_files():
+            try:
+                episode = _info_from_file(path)
+            except EpisodeFormatError as exc:
+                say(f"{path}: not in {INDEX} and not a readable episode ({exc.problem}); left as it is, numbering "
+                    "skips it: check it with tandem-inspect, then delete it or move it away")
+                continue
+            self.info.episodes.append(episode)
+            say(f"{path}: a complete {episode.kind} episode ({episode.length} steps) missing from {INDEX} (the "
+                "recorder stopped before indexing it); added back")
+        for episode in self.missing_files():
+            self.info.episodes.remove(episode)
+            say(f"{self.root / INDEX}: lists {episode.file} ({episode.kind}, {episode.length} steps) but the file "
+                "is gone; dropped from the index")
+        self.info.episodes.sort(key=lambda e: e.index)
+        self.save()
 
     def check_matches(self, info: DatasetInfo) -> None:
         mine = self.info
@@ -145,6 +210,41 @@ class Dataset:
     def path(self, index: int) -> Path:
         return self.root / episode_file(index)
 
+    def unlisted_files(self) -> list[Path]:
+        """Episode files in the folder that the index does not list."""
+        listed = {e.index for e in self.info.episodes}
+        return sorted((p for p in self.root.iterdir() if (m := EPISODE_FILE.match(p.name))
+                       and int(m.group(1)) not in listed), key=lambda p: int(EPISODE_FILE.match(p.name).group(1)))
+
+    def missing_files(self) -> list[EpisodeInfo]:
+        """Index entries whose episode file is not in the folder."""
+        return [e for e in self.info.episodes if not self.path(e.index).exists()]
+
+    def check_episode(self, episode: EpisodeInfo, dims: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Read all of one episode file and hold it against the index: layout, shapes, length, finite values,
+        cameras and their image size (first and last frame decoded). Raises EpisodeFormatError naming the file,
+        the dataset in it and, for bad values, the row. Returns the (state, action) columns, for `dims` of the
+        next episode: every episode of a dataset has the same."""
+        path = self.path(episode.index)
+        with EpisodeReader(path) as ep:
+            if ep.length != episode.length:
+                raise EpisodeFormatError(path, "/observations/qpos", f"has {ep.length} steps, {INDEX} says "
+                                         f"{episode.length}")
+            for name, have, want in (("/observations/qpos", ep.dim, dims and dims[0]),
+                                     ("/action", ep.action_dim, dims and dims[1])):
+                if want and have != want:
+                    raise EpisodeFormatError(path, name, f"has {have} columns, expected {want} as the dataset's "
+                                             "other episodes")
+            ep.check_values()
+            for cam in self.info.cameras:
+                expected = tuple(self.info.image_size.get(cam, ()))
+                for step in sorted({0, ep.length - 1}) if ep.length else ():
+                    shape = ep.image(cam, step).shape
+                    if expected and shape[:2] != expected:
+                        raise EpisodeFormatError(path, f"/observations/images/{cam}", f"frame {step} is "
+                                                 f"{shape[0]}x{shape[1]}, {INDEX} says {expected[0]}x{expected[1]}")
+            return ep.dim, ep.action_dim
+
     def next_index(self) -> int:
         # episodes still being written count too: a correction starts while its rollout is open
         on_disk = [int(m.group(1)) for p in self.root.iterdir()
@@ -168,19 +268,75 @@ class Dataset:
         self.path(index).unlink(missing_ok=True)
 
     def remove_partials(self) -> list[Path]:
-        """Episodes a crash left unfinished (hidden .partial files): deleted; returns what was removed."""
+        """Episodes a crash left unfinished (hidden .partial files): deleted; returns what was removed.
+        Only under the write lock: without it they may be another recorder's live episodes."""
+        self._check_writable("remove unfinished episodes")
         partials = sorted(self.root.glob(".episode_*.hdf5.partial"))
         for p in partials:
             p.unlink()
         return partials
 
     def save(self) -> None:
+        self._check_writable(f"write {INDEX}")
         data = {"format": FORMAT, "version": VERSION, **dataclasses.asdict(self.info)}
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{INDEX}.", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1)
             f.write("\n")
         os.replace(tmp, self.root / INDEX)
+
+    def _check_writable(self, what: str) -> None:
+        if not self.writable:
+            raise DatasetError(f"{self.root}: opened for reading, cannot {what}; open it with "
+                               "Dataset.create_or_open (which takes the folder's write lock)")
+
+
+# -- the write lock --------------------------------------------------------------------------------------
+# The folders this process holds the lock of, shared by its Dataset objects (flock is per open file: a second
+# flock from this process would refuse it); a forked child does not inherit the entry.
+_held: dict[Path, list] = {}  # resolved folder -> [fd, holders, pid]
+
+
+def _acquire_lock(root: Path) -> Path:
+    key = root.resolve()
+    held = _held.get(key)
+    if held is not None and held[2] == os.getpid():
+        held[1] += 1
+        return key
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _describe_holder(os.pread(fd, 4096, 0))
+        os.close(fd)
+        raise DatasetLockedError(f"{root}: another process is writing this dataset ({holder}); wait for it to "
+                                 "finish or stop it, or use another --dataset folder") from None
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command[:300],
+              "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+    _held[key] = [fd, 1, os.getpid()]
+    return key
+
+
+def _release_lock(key: Path) -> None:
+    held = _held.get(key)
+    if held is None or held[2] != os.getpid():
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _held[key]
+        os.ftruncate(held[0], 0)  # the next reader of the file sees no holder
+        os.close(held[0])  # drops the flock
+
+
+def _describe_holder(raw: bytes) -> str:
+    try:
+        holder = json.loads(raw.decode())
+        return (f"pid {holder['pid']} on {holder['host']}, since {holder['since']}: {holder['command']}")
+    except (ValueError, KeyError, TypeError):
+        return "its pid not written yet; try again in a moment"
 
 
 def _info_from_files(root: Path) -> DatasetInfo:
@@ -189,15 +345,116 @@ def _info_from_files(root: Path) -> DatasetInfo:
     if not files:
         raise DatasetError(f"{root}: no {INDEX} and no episode_<N>.hdf5 files")
     info = DatasetInfo(rig="unknown")
-    for index, path in files:
-        with EpisodeReader(path) as ep:
-            attrs = ep.attrs
-            if not info.cameras:
+    for _, path in files:
+        if not info.cameras:
+            with EpisodeReader(path) as ep:
                 info.cameras = list(ep.camera_names)
                 info.compress = ep.compressed
                 info.image_size = {c: list(ep.image_size(c)) for c in ep.camera_names}
-                info.fps = float(attrs.get("fps", 50.0))
-            kind = str(attrs.get("kind", "demo"))
-            info.episodes.append(EpisodeInfo(index, kind if kind in KINDS else "demo", ep.length,
-                                             bytes=path.stat().st_size))
+                info.fps = float(ep.attrs.get("fps", 50.0))
+        info.episodes.append(_info_from_file(path))
     return info
+
+
+def _info_from_file(path: Path) -> EpisodeInfo:
+    """An episode's index entry from its file: what EpisodeSlot.finish would have added."""
+    with EpisodeReader(path) as ep:
+        attrs, length = ep.attrs, ep.length
+
+    def number(key: str) -> int | None:  # our files store "unknown" as -1
+        value = attrs.get(key, -1)
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
+
+    kind = str(attrs.get("kind", "demo"))
+    success = number("success")
+    fps = attrs.get("achieved_fps")
+    return EpisodeInfo(int(EPISODE_FILE.match(path.name).group(1)), kind if kind in KINDS else "demo", length,
+                       success=None if success is None else bool(success), seed=number("seed"),
+                       fps=float(fps) if isinstance(fps, int | float) and fps > 0 else None,
+                       dropped=number("dropped_steps") or 0, checkpoint=str(attrs.get("checkpoint", "")),
+                       rollout=number("rollout"), bytes=path.stat().st_size,
+                       created=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(path.stat().st_mtime)))
+
+
+# -- dataset.json, checked field by field ----------------------------------------------------------------
+def _info_from_index(index: Path, data: object) -> DatasetInfo:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise DatasetError(f"{index}: not a tandem dataset index (no \"format\": \"{FORMAT}\")")
+    version = data.get("version", VERSION)
+    if type(version) is not int or version > VERSION:
+        raise DatasetError(f"{index}: \"version\" is {version!r}; this tandem reads version {VERSION} and older "
+                           "(update tandem)")
+    raw_episodes = data.get("episodes", [])
+    if not isinstance(raw_episodes, list):
+        raise DatasetError(f"{index}: \"episodes\" is {_shown(raw_episodes)}, expected a list")
+    top = {k: v for k, v in data.items() if k not in ("format", "version", "episodes")}
+    info = DatasetInfo(**_checked_fields(DatasetInfo, top, f"{index}", ignore_unknown=True))
+    for name, size in info.image_size.items():
+        if len(size) != 2 or min(size) <= 0:
+            raise DatasetError(f"{index}: \"image_size\" of {name} is {size}, expected [height, width]")
+    if info.fps <= 0:
+        raise DatasetError(f"{index}: \"fps\" is {info.fps}, expected a positive rate")
+    seen: set[int] = set()
+    for i, raw in enumerate(raw_episodes):
+        label = f"{index}: episodes[{i}]"
+        if not isinstance(raw, dict):
+            raise DatasetError(f"{label} is {_shown(raw)}, expected an object")
+        if "index" not in raw:
+            raise DatasetError(f"{label} has no \"index\"")
+        if type(raw["index"]) is int:
+            label = f"{index}: episode {raw['index']} ({episode_file(raw['index'])})"
+        episode = EpisodeInfo(**_checked_fields(EpisodeInfo, raw, label))
+        for name in ("index", "length", "dropped", "bytes"):
+            if getattr(episode, name) < 0:
+                raise DatasetError(f"{label}: \"{name}\" is {getattr(episode, name)}, expected 0 or more")
+        if episode.kind not in KINDS:
+            raise DatasetError(f"{label}: \"kind\" is {episode.kind!r}, expected one of {', '.join(KINDS)}")
+        if episode.index in seen:
+            raise DatasetError(f"{label}: listed twice")
+        seen.add(episode.index)
+        info.episodes.append(episode)
+    return info
+
+
+def _checked_fields(cls: type, raw: dict, label: str, *, ignore_unknown: bool = False) -> dict:
+    """raw's fields of the dataclass `cls`, each of exactly its annotated type (a bool is not an int, a string is
+    not a number); DatasetError names the field otherwise."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.name != "episodes"}
+    unknown = sorted(set(raw) - fields)
+    if unknown and not ignore_unknown:
+        raise DatasetError(f"{label}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (known: "
+                           f"{', '.join(sorted(fields))})")
+    out = {}
+    for name in fields & set(raw):
+        if not _is(raw[name], hints[name]):
+            raise DatasetError(f"{label}: \"{name}\" is {_shown(raw[name])}, expected {_type_name(hints[name])}")
+        out[name] = raw[name]
+    return out
+
+
+def _is(value: object, hint: object) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_is(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_is(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_is(k, args[0]) and _is(v, args[1]) for k, v in value.items())
+    if hint is type(None):
+        return value is None
+    if hint is float:  # JSON writes 50.0 as 50.0, but a hand-edited 50 is a fine rate
+        return type(value) in (int, float)
+    return type(value) is hint
+
+
+def _type_name(hint: object) -> str:
+    return hint.__name__ if isinstance(hint, type) and not typing.get_args(hint) else str(hint)
+
+
+JSON_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list", dict: "object",
+              type(None): "null"}
+
+
+def _shown(value: object) -> str:
+    return f"{json.dumps(value)[:60]} (a {JSON_NAMES.get(type(value), type(value).__name__)})"

@@ -1,5 +1,9 @@
 """tandem-inspect: what a dataset holds, and for one episode a plot of its joints and a video of its cameras.
 
+Every episode file is opened and checked (layout, shapes, length against
+dataset.json, finite values, cameras' first and last frames): one status line
+per file, and exit status 1 when any is bad, missing, or not in the index.
+
 The plot and the video are drawn with OpenCV (no plotting library needed): a
 PNG with one panel per joint (observed position and the action sent), and an
 MP4 of every camera side by side at the recorded rate.
@@ -15,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from recording.dataset import Dataset, DatasetError
+from recording.dataset import INDEX, Dataset, DatasetError
 from recording.reader import EpisodeFormatError, EpisodeReader
 
 PANEL = (150, 420)  # height, width of one joint's panel
@@ -43,6 +47,36 @@ def summary_table(dataset: Dataset) -> str:
     foot = (f"{len(dataset.episodes())} episodes ({', '.join(f'{n} {k}' for k, n in kinds.items() if n)}), "
             f"{total_steps} steps = {total_steps / fps / 60:.1f} min, {total_bytes / 1e9:.2f} GB")
     return "\n".join([head, *lines, foot])
+
+
+def check_files(dataset: Dataset) -> list[tuple[str, str]]:
+    """(file, problem) for every episode file that is bad, missing or unlisted; prints one status line per file."""
+    problems: list[tuple[str, str]] = []
+    missing = {e.index for e in dataset.missing_files()}
+    dims = None
+    for e in dataset.episodes():
+        if e.index in missing:
+            problem = f"missing: {INDEX} lists it ({e.kind}, {e.length} steps) but there is no such file"
+        else:
+            try:
+                dims = dataset.check_episode(e, dims)
+                problem = ""
+            except (EpisodeFormatError, DatasetError, OSError) as exc:
+                problem = f"bad: {exc}"
+        print(f"  {e.file}: {problem or 'ok'}")
+        if problem:
+            problems.append((e.file, problem))
+    for path in dataset.unlisted_files():
+        try:
+            with EpisodeReader(path) as ep:
+                ep.check_values()
+                problem = (f"not in {INDEX}: a complete episode ({ep.length} steps) that training does not see; "
+                           "the next tandem-record into this folder adds it back")
+        except EpisodeFormatError as exc:
+            problem = f"not in {INDEX}, and bad: {exc}"
+        print(f"  {path.name}: {problem}")
+        problems.append((path.name, problem))
+    return problems
 
 
 def plot_joints(reader: EpisodeReader, path: Path) -> None:
@@ -122,8 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dataset = Dataset.open(args.dataset)
         print(summary_table(dataset))
+        problems = check_files(dataset)
+        if problems:
+            print(f"tandem-inspect: {len(problems)} episode file(s) need attention: "
+                  f"{', '.join(name for name, _ in problems)}", file=sys.stderr)
         if args.episode is None:
-            return 0
+            return 1 if problems else 0
         out = Path(args.out) if args.out else dataset.root
         out.mkdir(parents=True, exist_ok=True)
         with EpisodeReader(dataset.path(dataset.episode(args.episode).index)) as reader:
@@ -134,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 video = out / f"episode_{args.episode}_cameras.mp4"
                 frames = camera_video(reader, video, dataset.info.fps)
                 print(f"wrote {video} ({frames} frames)" if frames else "no cameras in this episode: no video")
-        return 0
+        return 1 if problems else 0
     except (DatasetError, EpisodeFormatError, OSError) as exc:
         print(f"tandem-inspect: {exc}", file=sys.stderr)
         return 1

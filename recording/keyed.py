@@ -72,8 +72,12 @@ class KeyedRecording:
         return self.done
 
     def close(self) -> None:
-        """Stop now: an episode being recorded is kept, as far as it got."""
-        if self.slot is not None:
+        """Stop now: an episode being recorded is kept, as far as it got (discarded if its writing failed)."""
+        if self.slot is not None and self.slot.writer.failed:
+            self.slot, slot = None, self.slot
+            slot.discard()
+            self.progress.end()
+        elif self.slot is not None:
             self._finish("stopped by the operator")
 
     # -- states -------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Checks the layout when opened, so a truncated file, a missing dataset or a
 wrong shape is reported with the file and dataset named, before any training
 or replay starts. Low-dimensional arrays are read whole; images one step at a
-time (decoded when the file holds JPEG rows).
+time (decoded when the file holds JPEG rows). `check_values` (inspect) and
+`array(..., finite=True)` (training) name the row and column of a NaN or inf.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ class EpisodeFormatError(ValueError):
         where = f"{path}: {dataset}" if dataset else str(path)
         super().__init__(f"{where}: {problem}")
         self.path, self.dataset, self.problem = Path(path), dataset, problem
+
+
+STATE = ("/observations/qpos", "/observations/qvel", "/observations/effort")
+VALUES = (*STATE, "/action")  # the low-dimensional data a policy learns from: all finite
 
 
 class EpisodeReader:
@@ -58,6 +63,10 @@ class EpisodeReader:
         if qpos.ndim != 2:
             raise EpisodeFormatError(self.path, "/observations/qpos", f"shape {qpos.shape}, expected (T, dim)")
         self.length, self.dim = qpos.shape
+        names = self._file.attrs.get("state_names")  # ours: one name per column
+        if names is not None and len(names) != self.dim:
+            raise EpisodeFormatError(self.path, "/observations/qpos", f"has {self.dim} columns, expected "
+                                     f"{len(names)} (the file's state_names)")
         for name in ("/observations/qvel", "/observations/effort", "/action"):
             ds = self._dataset(name, required=name != "/observations/effort")  # ACT's sim episodes have no effort
             if ds is not None and ds.shape[0] != self.length:
@@ -65,6 +74,9 @@ class EpisodeReader:
                                          f"{self.length}")
             if ds is not None and ds.ndim != 2:
                 raise EpisodeFormatError(self.path, name, f"shape {ds.shape}, expected (T, dim)")
+            if ds is not None and name in STATE and ds.shape[1] != self.dim:
+                raise EpisodeFormatError(self.path, name, f"has {ds.shape[1]} columns, /observations/qpos has "
+                                         f"{self.dim}")
         self.action_dim = self._dataset("/action").shape[1]
         self.compressed = bool(self._file.attrs.get("compress", False))
         group = self._file.get("/observations/images")
@@ -94,13 +106,35 @@ class EpisodeReader:
     def attrs(self) -> dict[str, Any]:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self._file.attrs.items()}
 
-    def array(self, name: str) -> np.ndarray:
-        """A whole low-dimensional dataset, e.g. "/observations/qpos", "/action", "/timestamps/control"."""
+    def array(self, name: str, *, finite: bool = False) -> np.ndarray:
+        """A whole low-dimensional dataset, e.g. "/observations/qpos", "/action", "/timestamps/control".
+
+        finite=True: a NaN or inf is an EpisodeFormatError naming its row and column.
+        """
         ds = self._dataset(name)
         try:
-            return ds[()]
+            data = ds[()]
         except OSError as exc:
             raise EpisodeFormatError(self.path, name, f"cannot be read (truncated file?): {exc}") from None
+        if finite and np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
+            bad = np.argwhere(~np.isfinite(data))
+            where = ", ".join(f"column {i}" for i in bad[0][1:])
+            more = f" ({len(bad)} non-finite values in all)" if len(bad) > 1 else ""
+            value = data[tuple(bad[0])]
+            raise EpisodeFormatError(self.path, name, f"row {bad[0][0]}{' ' + where if where else ''} is "
+                                     f"{'NaN' if np.isnan(value) else value}{more}")
+        return data
+
+    def check_values(self) -> None:
+        """Every low-dimensional value finite and, for JPEG files, /compress_len as long as the episode."""
+        for name in VALUES:
+            if name in self._file:
+                self.array(name, finite=True)
+        if self.compressed and "compress_len" in self._file:
+            lengths = self.array("/compress_len")
+            if lengths.ndim != 2 or lengths.shape[1] != self.length:
+                raise EpisodeFormatError(self.path, "/compress_len", f"shape {lengths.shape}, expected "
+                                         f"({len(self.camera_names)}, {self.length})")
 
     def optional(self, name: str) -> np.ndarray | None:
         return self.array(name) if name in self._file else None

@@ -3,11 +3,14 @@
 `EpisodeSlot` opens a writer under the dataset's next episode name and, when the
 episode ends, closes it and adds it to dataset.json (or discards it). The
 hardware session (operator keys and gestures) and the simulated one (the
-scripted operator, seeded episodes) both go through it.
+scripted operator, seeded episodes) both go through it. A write that fails
+(disk full) ends the episode at the next step with an EpisodeWriteError from
+the recorder: the caller discards the slot and lets the error end the session.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -17,7 +20,7 @@ from typing import Any
 from recording.dataset import Dataset, EpisodeInfo
 from recording.layout import StateLayout
 from recording.recorder import EpisodeRecorder
-from recording.writer import EpisodeWriter, WriteSummary
+from recording.writer import EpisodeWriter, WriteSummary, human_bytes
 from robot.cameras import Camera
 from robot.clock import PeriodSummary
 from teleop.loop import Step
@@ -28,6 +31,29 @@ class RecordOptions:
     compress: bool = True  # JPEG rows (ALOHA's compressed layout); False = raw frames
     jpeg_quality: int = 50
     min_rate_ratio: float = 0.95  # an episode whose loop rate fell below this share of the rig's is flagged
+
+
+JPEG_BYTES_PER_PIXEL = 0.3  # a camera scene at ALOHA's quality 50, on the generous side
+ROW_BYTES = 4 * 14 * 4 + 64  # qpos, qvel, effort, action rows and timestamps per step
+LOW_SPACE_EPISODES = 3  # warn when the disk holds fewer episodes than this
+
+
+def episode_bytes(dataset: Dataset, steps: int) -> int:
+    """About how much one episode of `steps` takes on disk with the dataset's cameras, image size and format."""
+    pixels = sum(h * w for h, w in (dataset.info.image_size[c] for c in dataset.info.cameras))
+    per_pixel = JPEG_BYTES_PER_PIXEL if dataset.info.compress else 3
+    return int(steps * (pixels * per_pixel + ROW_BYTES * max(1, len(dataset.info.cameras))))
+
+
+def warn_if_low_space(dataset: Dataset, steps: int, episodes: int, say: Callable[[str], None] = print) -> None:
+    """One line when the free space holds fewer episodes than LOW_SPACE_EPISODES or than asked for."""
+    free = shutil.disk_usage(dataset.root).free
+    each = episode_bytes(dataset, steps)
+    fits = free // max(each, 1)
+    if fits < max(LOW_SPACE_EPISODES, episodes):
+        say(f"warning: {dataset.root} has {human_bytes(free)} free, room for about {fits} episode(s) of "
+            f"{human_bytes(each)} ({episodes} asked for); an episode that does not fit is discarded and ends the "
+            "session")
 
 
 class EpisodeSlot:
