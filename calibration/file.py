@@ -257,11 +257,11 @@ def _limit(limits: Fields, joint: str) -> tuple[float, float]:
     pair = limits.get(joint, list)
     if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in pair):
         raise limits.error(joint, f"expected [lower, upper] in rad, got {pair!r}")
-    lower, upper = float(pair[0]), float(pair[1])
+    lower, upper = pair
     if not -MAX_ANGLE_RAD <= lower < upper <= MAX_ANGLE_RAD:  # NaN fails every comparison
         raise limits.error(joint, f"[{lower}, {upper}] is not lower < upper within "
                                   f"-{MAX_ANGLE_RAD:.4g}..{MAX_ANGLE_RAD:.4g} rad")
-    return lower, upper
+    return float(lower), float(upper)
 
 
 def calibration_path(calibration_dir: Path, arm: str) -> Path:

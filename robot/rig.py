@@ -223,7 +223,7 @@ class Fields:
         if isinstance(value, bool) and kind is not bool:  # YAML yes/no are not numbers or names
             raise self.error(key, f"expected {_kind_name(kind)}, got {_show(value)}")
         if kind is float and isinstance(value, int):
-            value = float(value)
+            value = float(value) if abs(value) <= 1e300 else math.inf  # float() of a huge integer raises
         if not isinstance(value, kind):
             raise self.error(key, f"expected {_kind_name(kind)}, got {_show(value)}")
         if isinstance(value, float) and not math.isfinite(value):

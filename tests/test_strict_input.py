@@ -77,6 +77,7 @@ def test_a_homing_offset_of_more_than_a_turn_is_refused(rig):
     ("gripper", [0.9, -0.6]),       # an inverted gripper range
     ("wrist_angle", [-1.0]),        # not a pair
     ("wrist_rotate", [False, 1.0]),  # a bool is not a number
+    ("forearm_roll", [0, 10**400]),  # an integer too big for a float
 ])
 def test_limits_are_ordered_pairs_within_a_turn(rig, joint, limits):
     path = _edit(rig, "leader_right", lambda d: d["limits"].update({joint: limits}))
@@ -278,6 +279,7 @@ def test_a_rig_file_that_is_not_utf8_is_named(tmp_path):
 
 @pytest.mark.parametrize("value, problem", [
     (".nan", "finite"), (".inf", "finite"), ("-.inf", "finite"), ("7.0", "outside"), ("true", "expected a number"),
+    ("1" + "0" * 400, "finite"),
 ])
 def test_pair_offsets_are_finite_and_within_a_turn(tmp_path, value, problem):
     path = _rig_with(tmp_path, "{leader: leader_left, follower: follower_left}",
