@@ -12,6 +12,7 @@ from dynamixel_sdk import (
 )
 
 from robot.dynamixel.protocol import ALERT_BIT, BROADCAST_ID, Instruction, StatusError
+from robot.sim.virtual_motor import REBOOT_SILENCE_S
 from robot.sim.wire import PacketParser, frame
 
 
@@ -84,6 +85,7 @@ def test_reboot_clears_a_hardware_error(sdk, vbus):
     assert ph.read1ByteTxRx(port, 3, 70)[0] == 0x20
     result, error = ph.reboot(port, 3)
     assert result == COMM_SUCCESS
+    time.sleep(REBOOT_SILENCE_S)  # the firmware restarts before it answers again
     assert ph.read1ByteTxRx(port, 3, 70) == (0, COMM_SUCCESS, 0)
 
 

@@ -15,6 +15,7 @@ from typing import Literal
 Access = Literal["R", "RW"]
 
 EEPROM_END = 64  # addresses below this are EEPROM: writable only with torque off
+INDIRECT_BLOCKS = ((1, 20, 168, 224), (21, 28, 578, 634))  # (first N, last N, Indirect Address N, Indirect Data N)
 
 TICKS_PER_TURN = 4096
 CENTER_TICK = 2048
@@ -44,6 +45,7 @@ class Register:
     access: Access
     default: int = 0
     signed: bool = False
+    torque_lock: bool = False  # a RAM register the firmware locks like EEPROM (Indirect Address)
 
     @property
     def end(self) -> int:
@@ -51,7 +53,8 @@ class Register:
 
     @property
     def eeprom(self) -> bool:
-        return self.address < EEPROM_END
+        """Writable only with torque off: EEPROM, and the RAM registers locked the same way."""
+        return self.address < EEPROM_END or self.torque_lock
 
     def encode(self, value: int) -> bytes:
         return int(value).to_bytes(self.size, "little", signed=self.signed)
@@ -85,6 +88,25 @@ class MotorModel:
     def table_end(self) -> int:
         return max(r.end for r in self.registers.values())
 
+    def indirect_links(self) -> dict[int, Register]:
+        """Address of each Indirect Data N -> the Indirect Address N register that says where it points."""
+        return {
+            self.registers[f"Indirect Data {n}"].address: self.registers[f"Indirect Address {n}"]
+            for first, last, _, _ in INDIRECT_BLOCKS
+            for n in range(first, last + 1)
+            if f"Indirect Data {n}" in self.registers
+        }
+
+
+def _indirect_registers(first: int, last: int, address_at: int, data_at: int) -> list[Register]:
+    """Indirect Address N (2 bytes, pointing at Indirect Data N by default) and Indirect Data N (1 byte)."""
+    numbers = range(first, last + 1)
+    return [
+        *(Register(f"Indirect Address {n}", address_at + 2 * (n - first), 2, "RW", data_at + n - first,
+                   torque_lock=True) for n in numbers),
+        *(Register(f"Indirect Data {n}", data_at + n - first, 1, "RW") for n in numbers),
+    ]
+
 
 def _x_series_registers(
     *,
@@ -94,9 +116,14 @@ def _x_series_registers(
     position_p_gain: int,
     max_voltage: int,
     min_voltage: int,
+    nominal_voltage: int,
     temperature_limit: int,
+    second_indirect_block: bool,
 ) -> MappingProxyType:
-    """The X-series layout; `current_limit=None` means the model has no current sensing."""
+    """The X-series layout; `current_limit=None` means the model has no current sensing.
+
+    `second_indirect_block`: Indirect Address/Data 21..28 (578.., 634..), on XM/XH models only.
+    """
     has_current = current_limit is not None
     regs = [
         # EEPROM
@@ -151,8 +178,11 @@ def _x_series_registers(
         Register("Present Position", 132, 4, "R", CENTER_TICK, signed=True),
         Register("Velocity Trajectory", 136, 4, "R", 0, signed=True),
         Register("Position Trajectory", 140, 4, "R", 0, signed=True),
-        Register("Present Input Voltage", 144, 2, "R", 120),
+        Register("Present Input Voltage", 144, 2, "R", nominal_voltage),
         Register("Present Temperature", 146, 1, "R", 30),
+        Register("Backup Ready", 147, 1, "R", 0),
+        *_indirect_registers(*INDIRECT_BLOCKS[0]),
+        *(_indirect_registers(*INDIRECT_BLOCKS[1]) if second_indirect_block else []),
     ]
     return MappingProxyType({r.name: r for r in regs})
 
@@ -167,29 +197,29 @@ MODELS: MappingProxyType = MappingProxyType(
             MotorModel(
                 "XM430-W350", 1020,
                 _x_series_registers(model_number=1020, current_limit=1193, velocity_limit=200,
-                                    position_p_gain=800, max_voltage=160, min_voltage=95,
-                                    temperature_limit=80),
+                                    position_p_gain=800, max_voltage=160, min_voltage=95, nominal_voltage=120,
+                                    temperature_limit=80, second_indirect_block=True),
                 _ALL_MODES, "Present Current", 2.69, 48,
             ),
             MotorModel(
                 "XM540-W270", 1120,
                 _x_series_registers(model_number=1120, current_limit=2047, velocity_limit=128,
-                                    position_p_gain=800, max_voltage=160, min_voltage=95,
-                                    temperature_limit=80),
+                                    position_p_gain=800, max_voltage=160, min_voltage=95, nominal_voltage=120,
+                                    temperature_limit=80, second_indirect_block=True),
                 _ALL_MODES, "Present Current", 2.69, 48,
             ),
             MotorModel(
                 "XL430-W250", 1060,
                 _x_series_registers(model_number=1060, current_limit=None, velocity_limit=265,
-                                    position_p_gain=640, max_voltage=140, min_voltage=60,
-                                    temperature_limit=72),
+                                    position_p_gain=640, max_voltage=140, min_voltage=60, nominal_voltage=120,
+                                    temperature_limit=72, second_indirect_block=False),
                 _NO_CURRENT_MODES, "Present Load", 0.1, 46,
             ),
             MotorModel(
                 "XL330-M288", 1200,
                 _x_series_registers(model_number=1200, current_limit=1750, velocity_limit=445,
-                                    position_p_gain=400, max_voltage=70, min_voltage=35,
-                                    temperature_limit=70),
+                                    position_p_gain=400, max_voltage=70, min_voltage=35, nominal_voltage=50,
+                                    temperature_limit=70, second_indirect_block=False),
                 _ALL_MODES, "Present Current", 1.0, 46,
             ),
         )

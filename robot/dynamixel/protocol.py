@@ -22,6 +22,7 @@ class Instruction(IntEnum):
     FACTORY_RESET = 0x06
     REBOOT = 0x08
     CLEAR = 0x10
+    BACKUP = 0x20  # Control Table Backup (X-series firmware 45+)
     STATUS = 0x55
     SYNC_READ = 0x82
     SYNC_WRITE = 0x83
@@ -29,6 +30,19 @@ class Instruction(IntEnum):
     BULK_READ = 0x92
     BULK_WRITE = 0x93
     FAST_BULK_READ = 0x9A
+
+
+# Factory Reset's parameter: what the reset spares.
+FACTORY_RESET_ALL = 0xFF
+FACTORY_RESET_KEEP_ID = 0x01
+FACTORY_RESET_KEEP_ID_AND_BAUD = 0x02
+
+# Clear and Control Table Backup take an option byte, then a fixed key that guards against stray packets.
+CLEAR_MULTI_TURN = 0x01  # Present Position back to within one turn
+CLEAR_KEY = b"DXL\x22"  # 0x44 0x58 0x4C 0x22, as the e-Manual and dynamixel-sdk's clearMultiTurn send it
+BACKUP_STORE = 0x01
+BACKUP_RESTORE = 0x02
+BACKUP_KEY = b"CTRL"  # 0x43 0x54 0x52 0x4C
 
 
 class StatusError(IntEnum):

@@ -33,9 +33,9 @@ _TERMIOS_BAUDS = {
     if hasattr(termios, f"B{rate}")
 }
 
-_WRITE_LIKE = {
+_WRITE_LIKE = {  # what a shadow (Secondary ID) does along with its primary
     Instruction.WRITE, Instruction.REG_WRITE, Instruction.ACTION,
-    Instruction.REBOOT, Instruction.FACTORY_RESET,
+    Instruction.REBOOT, Instruction.FACTORY_RESET, Instruction.CLEAR,
 }
 
 
@@ -185,7 +185,7 @@ class VirtualBus:
         return _TERMIOS_BAUDS.get(speed)
 
     def _listening(self, baud: int | None) -> list[VirtualMotor]:
-        return [m for m in self.motors.values() if not m.silent and (baud is None or m.baud == baud)]
+        return [m for m in self.motors.values() if m.answering and (baud is None or m.baud == baud)]
 
     def _handle(self, packet: Packet, arrived: float) -> None:
         baud = self._port_baud()
@@ -222,6 +222,8 @@ class VirtualBus:
     # -- instructions -----------------------------------------------------------------
     def _dispatch(self, p: Packet, motors: dict[int, VirtualMotor]) -> list[tuple[VirtualMotor, bytes]]:
         inst, params = p.instruction, p.params
+        if inst == Instruction.STATUS:
+            return []  # another motor's answer: motors never act on a status packet
         if inst == Instruction.PING:
             targets = sorted(motors.values(), key=lambda m: m.motor_id) if p.motor_id == BROADCAST_ID \
                 else [m for m in [motors.get(p.motor_id)] if m]
@@ -233,14 +235,13 @@ class VirtualBus:
             readers = [motors[i] for i in ids if i in motors and motors[i].status_return_level >= 1]
             if inst == Instruction.SYNC_READ:
                 return [(m, self._read_reply(m, address, length)) for m in readers]
-            return self._fast_sync_read(ids, motors, address, length)
-        if inst == Instruction.BULK_READ:
-            replies = []
-            for at in range(0, len(params) - 4, 5):
-                m = motors.get(params[at])
-                if m and m.status_return_level >= 1:
-                    replies.append((m, self._read_reply(m, _u16(params, at + 1), _u16(params, at + 3))))
-            return replies
+            return self._fast_read([(i, address, length) for i in ids], motors)
+        if inst in (Instruction.BULK_READ, Instruction.FAST_BULK_READ):
+            reads = [(params[at], _u16(params, at + 1), _u16(params, at + 3)) for at in range(0, len(params) - 4, 5)]
+            if inst == Instruction.FAST_BULK_READ:
+                return self._fast_read(reads, motors)
+            return [(m, self._read_reply(m, address, length)) for motor_id, address, length in reads
+                    if (m := motors.get(motor_id)) and m.status_return_level >= 1]
         if inst == Instruction.SYNC_WRITE:
             if len(params) >= 4:
                 address, length = _u16(params, 0), _u16(params, 2)
@@ -257,7 +258,9 @@ class VirtualBus:
         return self._unicast_or_broadcast(p, motors)
 
     def _unicast_or_broadcast(self, p: Packet, motors: dict[int, VirtualMotor]) -> list:
-        """READ, WRITE, REG WRITE, ACTION, REBOOT, FACTORY RESET and unknown instructions."""
+        """READ, WRITE, REG WRITE, ACTION, REBOOT, FACTORY RESET, CLEAR, BACKUP and unknown instructions."""
+        if p.motor_id == BROADCAST_ID and p.instruction == Instruction.FACTORY_RESET:
+            return []  # X-series firmware ignores a broadcast reset: it would leave every motor at ID 1
         if p.motor_id == BROADCAST_ID:
             for m in motors.values():
                 self._execute(m, p)
@@ -271,9 +274,10 @@ class VirtualBus:
             return []
         error, data = self._execute(target, p)
         level = 1 if p.instruction == Instruction.READ else 2
-        if target.status_return_level < level:
+        if target.status_return_level < level:  # as the write just left it
             return []
-        return [(target, status_packet(target.motor_id, error | target.error_byte, data))]
+        # from the ID that was addressed, even where a factory reset has just changed it
+        return [(target, status_packet(p.motor_id, error | target.error_byte, data))]
 
     def _execute(self, m: VirtualMotor, p: Packet) -> tuple[int, bytes]:
         """Run one instruction on one motor: (status error number, returned parameters)."""
@@ -293,7 +297,13 @@ class VirtualBus:
             elif inst == Instruction.REBOOT:
                 m.reboot()
             elif inst == Instruction.FACTORY_RESET:
-                m.factory_reset(params[0] if params else 0xFF)
+                if len(params) != 1:
+                    return StatusError.DATA_LENGTH, b""
+                m.factory_reset(params[0])
+            elif inst == Instruction.CLEAR:
+                m.clear(params)
+            elif inst == Instruction.BACKUP:
+                m.backup_table(params)
             else:
                 return StatusError.INSTRUCTION, b""
         except WriteRejected as rejected:
@@ -321,19 +331,19 @@ class VirtualBus:
             return status_packet(m.motor_id, rejected.error | m.error_byte)
 
     @staticmethod
-    def _fast_sync_read(
-        ids: list[int], motors: dict[int, VirtualMotor], address: int, length: int
+    def _fast_read(
+        reads: list[tuple[int, int, int]], motors: dict[int, VirtualMotor]
     ) -> list[tuple[VirtualMotor, bytes]]:
-        """One status packet from all motors: [ERR, ID, data, CRC] each, the last CRC closing the packet.
+        """Fast Sync/Bulk Read, (ID, address, length) each: one status packet from all motors.
 
-        Each motor appends its part after the one before; a motor that is missing,
-        silent, or too old for Fast Sync Read breaks the chain there, so the host
-        gets a truncated packet.
+        Each motor appends [ERR, ID, data, CRC] after the one before, the last CRC
+        closing the packet; a motor that is missing, silent, or too old for the fast
+        reads breaks the chain there, so the host gets a truncated packet.
         """
-        size = 1 + len(ids) * (length + 4)
+        size = 1 + sum(length + 4 for _, _, length in reads)
         packet = bytearray(HEADER + bytes([BROADCAST_ID, size & 0xFF, size >> 8, Instruction.STATUS]))
         first = None
-        for motor_id in ids:
+        for motor_id, address, length in reads:
             m = motors.get(motor_id)
             if m is None or m.firmware < FAST_SYNC_READ_MIN_FIRMWARE:
                 break

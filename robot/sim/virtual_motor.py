@@ -5,6 +5,10 @@ Motion: with torque on, the shaft moves toward Goal Position at a bounded speed
 where it was put by `set_position`, as when a person moves the arm by hand.
 Positions are kept in the shaft's own frame ("raw") and shown through Drive Mode
 and Homing Offset, as the firmware does.
+
+Indirect Data N reads and writes the byte that Indirect Address N names. Reboot
+and Factory Reset, Clear (multi-turn) and Control Table Backup act as X-series
+firmware does; after a reboot the motor hears nothing for REBOOT_SILENCE_S.
 """
 
 from __future__ import annotations
@@ -15,15 +19,33 @@ from collections.abc import Callable
 from robot.dynamixel.control_table import (
     BAUD_RATE_CODES,
     CENTER_TICK,
+    EEPROM_END,
     TICKS_PER_TURN,
     MotorModel,
     Register,
     baud_code,
 )
-from robot.dynamixel.protocol import ALERT_BIT, MAX_ID, StatusError
+from robot.dynamixel.protocol import (
+    ALERT_BIT,
+    BACKUP_KEY,
+    BACKUP_RESTORE,
+    BACKUP_STORE,
+    CLEAR_KEY,
+    CLEAR_MULTI_TURN,
+    FACTORY_RESET_ALL,
+    FACTORY_RESET_KEEP_ID,
+    FACTORY_RESET_KEEP_ID_AND_BAUD,
+    MAX_ID,
+    StatusError,
+)
 
 RPM_PER_UNIT = 0.229  # Profile Velocity / Velocity Limit / Present Velocity unit
 DEFAULT_FIRMWARE = 0  # use the model's
+REBOOT_SILENCE_S = 0.03  # firmware restart after Reboot, in wall time; under the driver's 50 ms wait
+TICK_WRAP = 32768  # Realtime Tick: milliseconds since boot, modulo this
+STARTUP_TORQUE_ON = 0x01  # Startup Configuration bits
+STARTUP_RAM_RESTORE = 0x02
+IN_POSITION, PROFILE_ONGOING = 0x01, 0x02  # Moving Status bits
 
 
 class WriteRejected(Exception):
@@ -48,6 +70,9 @@ class VirtualMotor:
         self._clock = clock
         self.firmware = firmware or model.firmware_version
         self.memory = bytearray(model.table_end)
+        self._links = model.indirect_links()  # Indirect Data address -> its Indirect Address register
+        self._first_link = min(self._links, default=len(self.memory))
+        self.backup: bytes | None = None  # Control Table Backup's copy (flash: survives reboot and reset)
         self._reset(keep_id=False, keep_baud=False)
         self._set("ID", motor_id)
         self._set("Baud Rate", baud_code(baud))
@@ -61,6 +86,9 @@ class VirtualMotor:
         self.silent = False  # a fault: stops answering entirely
         self.driven: bool = False  # moved by a simulated world (drive()), not by its own motion model
         self.driven_current = 0.0  # Present Current/Load units, while driven
+        self.booted_at = clock()  # the motor's clock, for Realtime Tick
+        self.awake_at = 0.0  # time.monotonic() when a reboot's restart is over
+        self.reboot_silence_s = REBOOT_SILENCE_S
 
     # -- memory -----------------------------------------------------------------------
     def _reset(self, *, keep_id: bool, keep_baud: bool) -> None:
@@ -71,6 +99,7 @@ class VirtualMotor:
         self._set("Firmware Version", self.firmware)
         self._set("ID", motor_id)
         self._set("Baud Rate", baud)
+        self._set("Backup Ready", int(self.backup is not None))
 
     def _set(self, name: str, value: int, reg: Register | None = None) -> None:
         reg = reg or self.model.register(name)
@@ -108,14 +137,38 @@ class VirtualMotor:
     def error_byte(self) -> int:
         return ALERT_BIT if self.get("Hardware Error Status") else 0
 
+    @property
+    def answering(self) -> bool:
+        """Hears the bus: not silenced by a fault, not restarting after a reboot."""
+        return not self.silent and time.monotonic() >= self.awake_at
+
+    def _target(self, address: int) -> int:
+        """Where a byte really lives: Indirect Data N stands for the byte at Indirect Address N."""
+        link = self._links.get(address)
+        return address if link is None else link.decode(self.memory[link.address : link.end])
+
     def read(self, address: int, length: int) -> bytes:
         if address + length > len(self.memory) or length == 0:
             raise WriteRejected(StatusError.ACCESS)
         self._update_present()
-        return bytes(self.memory[address : address + length])
+        if address + length <= self._first_link:
+            return bytes(self.memory[address : address + length])
+        return bytes(self.memory[self._target(a)] for a in range(address, address + length))
 
     def check_write(self, address: int, data: bytes) -> list[tuple[Register, int]]:
         """The registers and values a write would set, or WriteRejected with the motor's error."""
+        runs: list[tuple[int, bytearray]] = []  # the write as contiguous runs of real addresses
+        for offset, byte in enumerate(data):
+            at = self._target(address + offset)
+            if runs and runs[-1][0] + len(runs[-1][1]) == at:
+                runs[-1][1].append(byte)
+            else:
+                runs.append((at, bytearray([byte])))
+        if not runs:
+            raise WriteRejected(StatusError.DATA_LENGTH)
+        return [change for at, run in runs for change in self._check_run(at, bytes(run))]
+
+    def _check_run(self, address: int, data: bytes) -> list[tuple[Register, int]]:
         end = address + len(data)
         regs = sorted(
             (r for r in self.model.registers.values() if r.address < end and r.end > address),
@@ -150,6 +203,8 @@ class VirtualMotor:
                 raise WriteRejected(StatusError.DATA_LIMIT)
         if reg.name == "Goal Current" and abs(value) > self.get("Current Limit"):
             raise WriteRejected(StatusError.DATA_LIMIT)
+        if reg in self._links.values() and not EEPROM_END <= value < len(self.memory):
+            raise WriteRejected(StatusError.DATA_RANGE)  # Indirect Address points into RAM only
 
     def write(self, address: int, data: bytes) -> None:
         """Apply a write as the firmware would; raises WriteRejected without changing anything."""
@@ -178,14 +233,64 @@ class VirtualMotor:
         return True
 
     def reboot(self) -> None:
-        """RAM back to defaults, hardware error cleared, torque off; EEPROM kept."""
-        eeprom = bytes(self.memory[:64])
+        """RAM back to defaults, hardware error cleared, torque off; EEPROM kept. Then silent while restarting.
+
+        Startup Configuration can ask for the backed-up RAM and for torque on, as the firmware does at boot.
+        """
+        self._update_present()
+        eeprom = bytes(self.memory[:EEPROM_END])
         self._reset(keep_id=True, keep_baud=True)
-        self.memory[:64] = eeprom
+        self.memory[:EEPROM_END] = eeprom
         self.pending_write = None
+        startup = self.get("Startup Configuration")
+        if startup & STARTUP_RAM_RESTORE and self.backup is not None:
+            self._restore(ram_only=True)
+        if startup & STARTUP_TORQUE_ON:
+            self._set("Torque Enable", 1)
+        self._set("Goal Position", self._shown(self.raw_position))  # hold where it is
+        self.booted_at = self._clock()
+        self.awake_at = time.monotonic() + self.reboot_silence_s
 
     def factory_reset(self, option: int) -> None:
-        self._reset(keep_id=option in (0x01, 0x02), keep_baud=option == 0x02)
+        """0xFF: everything; 0x01: all but ID; 0x02: all but ID and Baud Rate."""
+        if option not in (FACTORY_RESET_ALL, FACTORY_RESET_KEEP_ID, FACTORY_RESET_KEEP_ID_AND_BAUD):
+            raise WriteRejected(StatusError.DATA_RANGE)
+        self._update_present()
+        self._reset(keep_id=option != FACTORY_RESET_ALL, keep_baud=option == FACTORY_RESET_KEEP_ID_AND_BAUD)
+        self.pending_write = None
+
+    def clear(self, params: bytes) -> None:
+        """Clear (0x10) of the multi-turn count: Present Position back within one turn; only while stopped."""
+        if len(params) != 1 + len(CLEAR_KEY):
+            raise WriteRejected(StatusError.DATA_LENGTH)
+        if params[0] != CLEAR_MULTI_TURN or params[1:] != CLEAR_KEY:
+            raise WriteRejected(StatusError.DATA_RANGE)
+        self._update_present()
+        if self.get("Moving"):
+            raise WriteRejected(StatusError.RESULT_FAIL)
+        self.raw_position %= TICKS_PER_TURN
+        self.hold_here()  # a torqued motor must not turn back to the old multi-turn goal
+
+    def backup_table(self, params: bytes) -> None:
+        """Control Table Backup (0x20): store the table, or restore it (torque off, as the firmware asks)."""
+        if len(params) != 1 + len(BACKUP_KEY):
+            raise WriteRejected(StatusError.DATA_LENGTH)
+        if params[0] not in (BACKUP_STORE, BACKUP_RESTORE) or params[1:] != BACKUP_KEY:
+            raise WriteRejected(StatusError.DATA_RANGE)
+        if self.torque_on or (params[0] == BACKUP_RESTORE and self.backup is None):
+            raise WriteRejected(StatusError.RESULT_FAIL)
+        if params[0] == BACKUP_STORE:
+            self.backup = bytes(self.memory)
+            self._set("Backup Ready", 1)
+        else:
+            self._restore(ram_only=False)
+
+    def _restore(self, *, ram_only: bool) -> None:
+        """Writable registers from the backup; never Torque Enable (the caller decides that)."""
+        assert self.backup is not None
+        for reg in self.model.registers.values():
+            if reg.access == "RW" and reg.name != "Torque Enable" and not (ram_only and reg.address < EEPROM_END):
+                self.memory[reg.address : reg.end] = self.backup[reg.address : reg.end]
 
     # -- motion -----------------------------------------------------------------------
     def _direction(self) -> int:
@@ -223,7 +328,13 @@ class VirtualMotor:
         self._set("Present Position", self._shown(self.raw_position))
         rpm = self.raw_velocity * self._direction() / TICKS_PER_TURN * 60.0
         self._set("Present Velocity", round(rpm / RPM_PER_UNIT))
-        self._set("Moving", int(abs(self.raw_velocity) > 1.0))
+        moving = abs(self.raw_velocity) > 1.0
+        self._set("Moving", int(moving))
+        in_position = self.torque_on and abs(error) < 1.0
+        self._set("Moving Status", (IN_POSITION if in_position else 0) | (PROFILE_ONGOING if moving else 0))
+        self._set("Position Trajectory", self.get("Present Position"))  # the profile is the motion itself
+        self._set("Velocity Trajectory", self.get("Present Velocity"))
+        self._set("Realtime Tick", round((now - self.booted_at) * 1000) % TICK_WRAP)
         if self.driven:
             limit = self.get("Current Limit") if self.model.has("Current Limit") else 1000
             self._set("Present Current" if self.model.has("Present Current") else "Present Load",
