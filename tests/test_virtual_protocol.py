@@ -384,7 +384,9 @@ def _ignored_status(ph, port, vbus):
     packet[PKT_ID], packet[PKT_LENGTH_L], packet[PKT_INSTRUCTION] = 1, 4, robotis_def.INST_STATUS
     assert ph.txPacket(port, packet) == COMM_SUCCESS
     port.setPacketTimeout(11)
-    return ph.rxPacket(port, False)[1] == COMM_RX_TIMEOUT and vbus.packets_received == received + 1
+    unanswered = ph.rxPacket(port, False)[1] == COMM_RX_TIMEOUT
+    vbus.settle()
+    return unanswered and vbus.packets_received == received + 1
 
 
 def _answered_sync_read(ph, port, vbus):

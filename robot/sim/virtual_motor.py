@@ -71,6 +71,7 @@ class VirtualMotor:
         self.firmware = firmware or model.firmware_version
         self.memory = bytearray(model.table_end)
         self._links = model.indirect_links()  # Indirect Data address -> its Indirect Address register
+        self._link_registers = frozenset(self._links.values())
         self._first_link = min(self._links, default=len(self.memory))
         self.backup: bytes | None = None  # Control Table Backup's copy (flash: survives reboot and reset)
         self._reset(keep_id=False, keep_baud=False)
@@ -203,7 +204,7 @@ class VirtualMotor:
                 raise WriteRejected(StatusError.DATA_LIMIT)
         if reg.name == "Goal Current" and abs(value) > self.get("Current Limit"):
             raise WriteRejected(StatusError.DATA_LIMIT)
-        if reg in self._links.values() and not EEPROM_END <= value < len(self.memory):
+        if reg in self._link_registers and not EEPROM_END <= value < len(self.memory):
             raise WriteRejected(StatusError.DATA_RANGE)  # Indirect Address points into RAM only
 
     def write(self, address: int, data: bytes) -> None:
