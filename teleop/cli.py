@@ -13,6 +13,7 @@ from calibration.file import CalibrationError
 from robot.clock import RealClock
 from robot.dynamixel.errors import DynamixelError
 from robot.rig import Rig, load_rig
+from robot.sim.child_process import ChildStartError
 from robot.sim.rig_process import LEADER_MOTIONS, VirtualRigProcess
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
 from teleop.keys import open_keys
@@ -104,6 +105,9 @@ def run_sim_task(args: argparse.Namespace, rig: Rig) -> int:
                 print(f"episode {i + 1}/{args.episodes} {result.line()}", flush=True)
     except KeyboardInterrupt:
         print("interrupted; arms released", file=sys.stderr)
+    except ChildStartError as exc:
+        print(f"tandem-teleop: {exc}", file=sys.stderr)
+        return 1
     if results:
         wins = sum(r.success for r in results)
         print(f"{args.task}: {wins}/{len(results)} episodes succeeded")
@@ -130,12 +134,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tandem-teleop: {exc}", file=sys.stderr)
             return 1
     loop = None
+    interrupted = False
     try:
         with ExitStack() as stack:
             if rig.virtual:
                 rig = stack.enter_context(VirtualRigProcess(rig, leader_motion=args.leader_motion))
                 print(f"rig {rig.name}: virtual Dynamixel buses started (leaders: {args.leader_motion})")
-            connected = stack.enter_context(connect(rig, torque_off_at_exit=args.on_exit == "off"))
+            connected = stack.enter_context(connect(rig, torque_off_at_exit=args.on_exit == "off", **rig.bus_options))
             keys = open_keys(args.keys)
             stack.callback(keys.close)
             print(f"keys: {keys.backend}; stop with {' or '.join(STOP_KEYS)} or Ctrl-C")
@@ -155,21 +160,25 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 loop.run(stop_requested)
             except KeyboardInterrupt:
-                pass
+                interrupted = True  # the arms are released on the way out of the stack
             if status.enabled:
                 sys.stderr.write("\n")
             print(f"stopped: {loop.summary().line()}")
     except KeyboardInterrupt:
         print("interrupted before teleop began; arms released", file=sys.stderr)
         return 130
-    except TooFarError as exc:
+    except (TooFarError, ChildStartError) as exc:
         print(f"tandem-teleop: {exc}", file=sys.stderr)
         return 1
     except (DynamixelError, CalibrationError) as exc:
         if loop is not None and loop.stats.steps:
-            print(f"stopped after {loop.stats.steps} steps: followers held, then released", file=sys.stderr)
+            print(f"stopped after {loop.stats.steps} steps: followers held, then released; "
+                  f"{loop.summary().line()}", file=sys.stderr)
         print(f"tandem-teleop: {exc}", file=sys.stderr)
         return 1
+    if interrupted:
+        print("interrupted; arms released", file=sys.stderr)
+        return 130
     return 0
 
 
