@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         with virtual_buses(rig) as (live, buses):
             arm_cfg = live.arm(args.arm)
             vbus = buses.get(arm_cfg.name)
-            with Arm.on_port(arm_cfg.name, arm_cfg.spec, arm_cfg.port, arm_cfg.baud) as arm:
+            with Arm.on_port(arm_cfg.name, arm_cfg.spec, arm_cfg.port, arm_cfg.baud, **live.bus_options) as arm:
                 poses = ["second"] if args.check else ["reference", "second"]
                 prompt = sim_prompt(vbus, arm_cfg, poses) if vbus else person_prompt
                 if args.check:
