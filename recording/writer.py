@@ -213,6 +213,10 @@ class EpisodeWriter:
                                  f"({short_cause(self._error)}); {advice}")
 
     @property
+    def steps_written(self) -> int:
+        return len(self._rows["t"])
+
+    @property
     def steps_queued(self) -> int:
         return len(self._rows["t"]) + self._queue.qsize()
 
