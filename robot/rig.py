@@ -93,11 +93,17 @@ class Rig:
     control_hz: float = 50.0
     calibration_dir: Path = DEFAULT_CALIBRATION_ROOT
     read_deadline_ms: float | None = None  # None: the driver's default, right for hardware
+    bus_latency_ms: float | None = None  # None: the adapter's latency timer, right for hardware
 
     @property
     def bus_options(self) -> dict[str, float]:
         """Options for every bus of this rig (DynamixelBus keywords), as the rig file sets them."""
-        return {} if self.read_deadline_ms is None else {"read_deadline_s": self.read_deadline_ms / 1000}
+        options = {}
+        if self.read_deadline_ms is not None:
+            options["read_deadline_s"] = self.read_deadline_ms / 1000
+        if self.bus_latency_ms is not None:
+            options["latency_ms"] = self.bus_latency_ms
+        return options
 
     def arm(self, name: str) -> RigArm:
         for a in self.arms:
@@ -274,7 +280,7 @@ _JOINT_FIELDS = ("id", "model", "shadow", "shadow_reversed")
 
 def parse_rig(data: Any, source: str) -> Rig:
     top = Fields(source, "", data, ("name", "arms", "pairs", "cameras", "pedal", "control_hz", "calibration_dir",
-                                      "read_deadline_ms"))
+                                      "read_deadline_ms", "bus_latency_ms"))
     name = top.get("name", str, Path(source).stem)
     if not RIG_NAME.fullmatch(name):
         raise top.error("name", f"{name!r}{'' if 'name' in top.data else ' (the file name)'} is not a rig name: "
@@ -301,7 +307,11 @@ def parse_rig(data: Any, source: str) -> Rig:
     read_deadline_ms = top.get("read_deadline_ms", float, None)
     if read_deadline_ms is not None and not 1.0 <= read_deadline_ms <= 5000.0:
         raise top.error("read_deadline_ms", f"{read_deadline_ms} ms is outside 1..5000")
-    return Rig(name, source, arms, pairs, cameras, pedal, control_hz, calibration_dir, read_deadline_ms)
+    bus_latency_ms = top.get("bus_latency_ms", float, None)
+    if bus_latency_ms is not None and not 0.0 <= bus_latency_ms <= 1000.0:
+        raise top.error("bus_latency_ms", f"{bus_latency_ms} ms is outside 0..1000")
+    return Rig(name, source, arms, pairs, cameras, pedal, control_hz, calibration_dir, read_deadline_ms,
+               bus_latency_ms)
 
 
 def _keys(section: Any) -> tuple[str, ...]:

@@ -111,7 +111,11 @@ def _prepare(arm_cfg: RigArm, arm: Arm, calibration: ArmCalibration) -> None:
 @contextmanager
 def connect(rig: Rig, *, torque_off_at_exit: bool = True, say: Callable[[str], None] = print,
             **bus_options: object) -> Iterator[ConnectedRig]:
-    """Open, check and prepare every arm (in parallel); release them on the way out, whatever happened."""
+    """Open, check and prepare every arm (in parallel); release them on the way out, whatever happened.
+
+    The rig file's bus settings (e.g. the simulated rig's read deadline) apply unless `bus_options` says otherwise.
+    """
+    bus_options = {**rig.bus_options, **bus_options}
     arms: dict[str, Arm] = {}
     calibrations: dict[str, ArmCalibration] = {}
     for arm_cfg in rig.arms:

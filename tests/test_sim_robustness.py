@@ -3,6 +3,7 @@ a child that fails to start."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -17,7 +18,9 @@ from robot.arm import ticks_to_rad
 from robot.rig import load_rig
 from robot.sim.child_process import ChildProcess, ChildStartError
 from robot.sim.virtual_arm import gripper_angle, gripper_range, start_positions
+from robot.sim.virtual_rig import virtual_buses
 from robot.sim.world_process import SimWorldProcess
+from teleop.session import connect
 
 
 @pytest.mark.parametrize("arm", load_rig("sim").arm_names)
@@ -77,9 +80,12 @@ def test_sim_teleop_survives_twenty_seconds_on_a_busy_machine(busy_machine, tmp_
     assert "stopped:" in result.stdout and "no status packet" not in result.stderr
 
 
-def test_sim_rig_reads_with_the_deadline_its_file_sets():
-    assert load_rig("sim").bus_options == {"read_deadline_s": 1.0}
-    assert load_rig("aloha").bus_options == {}  # hardware keeps the driver's own deadline
+def test_sim_rig_buses_wait_as_long_as_its_file_says(tmp_path):
+    rig = dataclasses.replace(load_rig("sim"), calibration_dir=tmp_path)
+    with virtual_buses(rig) as (live, _), connect(live, say=lambda _: None) as connected:
+        for arm in connected.arms.values():  # what connect() opened, not just what the file parsed to
+            assert arm.bus.read_deadline_s == 1.0 and arm.bus.port.latency_ms == 20.0
+    assert load_rig("aloha").bus_options == {}  # hardware keeps the driver's deadline and the adapter's latency
 
 
 # -- Ctrl-C --------------------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class DynamixelBus:
         read_deadline_s: float = 0.012,
         transaction_attempts: int = 5,
         fast_sync_read: bool | None = None,
+        latency_ms: float | None = None,  # None: the adapter's latency timer (see robot.dynamixel.port)
     ) -> None:
         if baud not in BAUD_RATES:
             raise ValueError(f"{port}: baud {baud} is not a Dynamixel rate; use one of {list(BAUD_RATES)}")
@@ -82,6 +83,7 @@ class DynamixelBus:
         # more (and more patient) attempts cost little and keep a lost status packet from failing a start-up.
         self.transaction_attempts = transaction_attempts
         self.fast_sync_read = fast_sync_read  # None: find out at open()
+        self.latency_ms = latency_ms
         self.ids = ids
         self._by_id = {m.motor_id: m for m in motors}
         self._ph = PacketHandler(2.0)
@@ -92,7 +94,7 @@ class DynamixelBus:
     # -- lifecycle --------------------------------------------------------------------
     def open(self, *, check_models: bool = True) -> DynamixelBus:
         """Open the port and check that every configured motor answers with its model."""
-        self._port = open_port(self.port_name, self.baud)
+        self._port = open_port(self.port_name, self.baud, self.latency_ms)
         try:
             if check_models and self.motors:
                 self._check_motors()

@@ -103,8 +103,12 @@ def _is_pseudo_terminal(port: str) -> bool:
     return os.path.realpath(port).startswith("/dev/pts/")
 
 
-def open_port(port: str, baud: int) -> TandemPortHandler:
-    """Open `port` at `baud` for dynamixel-sdk, or raise PortError saying what to do."""
+def open_port(port: str, baud: int, latency_ms: float | None = None) -> TandemPortHandler:
+    """Open `port` at `baud` for dynamixel-sdk, or raise PortError saying what to do.
+
+    `latency_ms` replaces the adapter's latency in packet timeouts: a rig whose buses answer late but
+    surely (virtual buses on a loaded machine) waits for an answer instead of retrying into a backlog.
+    """
     if not os.path.exists(port):
         candidates = serial_ports()
         hint = f"serial ports present: {', '.join(candidates)}" if candidates else \
@@ -120,7 +124,9 @@ def open_port(port: str, baud: int) -> TandemPortHandler:
             "'echo 1 | sudo tee /sys/bus/usb-serial/devices/%s/latency_timer', and for good with the "
             "udev rule %s (see docs/hardware.md).", port, latency, name, UDEV_RULE,
         )
-    if latency is None:
+    if latency_ms is not None:
+        latency = latency_ms
+    elif latency is None:
         latency = VIRTUAL_LATENCY_MS if _is_pseudo_terminal(port) else UNKNOWN_ADAPTER_LATENCY_MS
     handler = TandemPortHandler(port, float(latency))
     handler.baudrate = baud
