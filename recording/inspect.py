@@ -140,7 +140,9 @@ def open_video(path: Path, fps: float, width: int, height: int) -> cv2.VideoWrit
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tandem-inspect",
-        description="Summarize a dataset: episodes, lengths, achieved rate, dropped steps, kinds, success, size. "
+        description="Summarize a dataset: episodes, lengths, achieved rate, dropped steps, kinds, success, size; "
+        "then open and check every episode file (layout, shapes, length against dataset.json, finite values, "
+        "images) and print its status. Exits 1 when a file is bad, missing or not in dataset.json. "
         "With --episode K, also write episode_K_joints.png (each joint's observed position and action over "
         "time) and episode_K_cameras.mp4 (the cameras side by side) into --out.",
     )
