@@ -3,6 +3,7 @@ errors that name the file and row, tandem-inspect checking every file, and a ful
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import h5py
@@ -20,9 +22,17 @@ from aloha_files import CAMS, H, W, scene
 from policies.dataset import load_episodes
 from recording.dataset import Dataset, DatasetError, DatasetInfo, DatasetLockedError, EpisodeInfo
 from recording.inspect import main as inspect_main
+from recording.keyed import KeyedRecording
+from recording.layout import StateLayout
 from recording.reader import EpisodeFormatError, EpisodeReader
-from recording.session import warn_if_low_space
-from recording.writer import EpisodeWriter, StepRecord, partial_path
+from recording.session import RecordOptions, warn_if_low_space
+from recording.writer import EpisodeWriteError, EpisodeWriter, StepRecord, partial_path
+from robot.cameras import Frame
+from robot.clock import RealClock
+from robot.rig import load_rig
+from robot.sim.virtual_rig import virtual_buses
+from teleop.loop import ControlLoop, TeleopController
+from teleop.session import connect
 
 STATE_NAMES = [f"joint_{i}" for i in range(14)]
 
@@ -379,3 +389,43 @@ def test_low_free_space_is_warned_at_start(tmp_path):
     with Dataset.create_or_open(tmp_path / "e", info(), say=said.append) as dataset:
         warn_if_low_space(dataset, steps=50, episodes=1, say=said.append)  # 48x64: fits
     assert said == []
+
+
+# -- the operator's session at a (virtual) hardware rig ----------------------------------------------------------
+class BrokenCamera:
+    """A camera that starts delivering frames of the wrong size: the writer thread's write fails."""
+
+    name = "cam_high"
+
+    def __init__(self, good_frames: int) -> None:
+        self.index, self.good_frames = 0, good_frames
+
+    def latest(self) -> Frame:
+        self.index += 1
+        size = (24, 32) if self.index <= self.good_frames else (12, 16)
+        return Frame(np.full((*size, 3), self.index % 256, np.uint8), time.perf_counter(), self.index)
+
+
+def test_a_failed_write_ends_a_keyed_session_and_discards_only_that_episode(tmp_path):
+    rig = dataclasses.replace(load_rig("sim"), calibration_dir=tmp_path / "cal")
+    with virtual_buses(rig) as (live, _), connect(live, say=lambda _: None, read_deadline_s=0.2) as connected:
+        dataset = Dataset.create_or_open(tmp_path / "d", info(cameras=["cam_high"], image_size={"cam_high": [24, 32]}))
+        loop = ControlLoop(connected.arms, TeleopController(connected.joint_maps()), connected.limits(), RealClock(),
+                           rate_hz=50.0)
+        script = {2: ["space"], 20: ["space"]}  # episode 0: 10 good frames; episode 1 breaks at its 3rd
+        session = KeyedRecording(dataset, StateLayout.from_connected(connected), {"cam_high": BrokenCamera(12)},
+                                 RecordOptions(compress=False, min_rate_ratio=0.1), episodes=2, steps=10,
+                                 rate_hz=50.0, keys=lambda: script.get(loop.index - 1, []), leader_grippers=None,
+                                 say=lambda _: None)
+        loop.observers.append(session)
+        with pytest.raises(EpisodeWriteError, match=r"episode_1.hdf5: writing the episode failed at step 2 .*"
+                                                    "discarded"):
+            try:
+                loop.run(session.until, max_steps=400)
+            finally:
+                session.close()
+                loop.close()
+                dataset.close()
+    assert session.saved == [0] and session.slot is None
+    assert sorted(p.name for p in dataset.root.iterdir()) == [".lock", "dataset.json", "episode_0.hdf5"]
+    assert [(e.index, e.length) for e in Dataset.open(dataset.root).episodes()] == [(0, 10)]
