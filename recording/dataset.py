@@ -311,6 +311,10 @@ def _acquire_lock(root: Path) -> Path:
         os.close(fd)
         raise DatasetLockedError(f"{root}: another process is writing this dataset ({holder}); wait for it to "
                                  "finish or stop it, or use another --dataset folder") from None
+    except OSError as exc:  # e.g. a network file system without flock
+        os.close(fd)
+        raise DatasetError(f"{root / LOCK}: cannot take the write lock ({exc}); record into a folder on a local "
+                           "disk") from None
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command[:300],
               "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
