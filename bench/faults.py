@@ -16,7 +16,8 @@ here and then broken):
   bad calibration     "reverse": "false", inverted / 1e6 / NaN limits, inverted gripper, another arm's file
   bad rig             duplicate key, two arms on one port, two cameras on one device, `../..` name, not UTF-8
   bad episode files   garbage, truncated, missing, 13-column qpos, a NaN action; dataset.json "index": "one"
-  sim rig under load  tandem-teleop --rig sim --seconds 20 with four busy processes
+  sim rig under load  tandem-teleop --rig sim --seconds 20, and two scripted tandem-record episodes,
+                      each with four busy processes
   Ctrl-C              SIGINT to tandem-teleop's process group
 
     python3 bench/faults.py [--only NAME ...] [--keep DIR]
@@ -125,7 +126,7 @@ def nan_policy(work: Path) -> Row:
     moved = float(np.abs(np.diff(commands, axis=0)[:, :]).sum())
     finite = bool(np.all(np.isfinite(commands)))
     observed = (f"{len(seen)} steps, all commands finite: {finite}; {human} steps under the operator moved the "
-                f"followers {moved:.2f} rad in all; stopped: {error[:60]}...")
+                f"followers {moved:.2f} rad in all; stopped: {error[:error.find(';')]}")
     return Row("NaN policy (every chunk NaN), gated", "nothing non-finite written, takeover drives, rollout "
                "stops with a named error", observed, finite and human > 0 and moved > 0.5 and bool(error))
 
@@ -304,7 +305,7 @@ def disk_full(work: Path) -> Row:
     how = "6 MB tmpfs" if disk else f"file-size limit {3 * size} B"
     return Row(f"disk full ({how})", "exit 1 with one line naming the folder and free space; earlier episodes "
                "kept; no partial left",
-               f"exit {full.returncode}, {len(err_lines)} stderr line(s): '{last_line(full.stderr)[:70]}'; "
+               f"exit {full.returncode}, {len(err_lines)} stderr line(s): '{last_line(full.stderr)}'; "
                f"episode 0 kept ({kept} steps); leftovers {leftovers}",
                first.returncode == 0 and full.returncode == 1 and len(err_lines) <= 3 and kept > 0
                and not leftovers)
@@ -433,19 +434,37 @@ def _spin() -> None:
         pass
 
 
-def sim_under_load(work: Path) -> Row:
-    busy = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(4)]
+@contextlib.contextmanager
+def busy_machine(processes: int = 4):
+    busy = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(processes)]
     for p in busy:
         p.start()
     try:
-        done = run([tool("tandem-teleop"), "--rig", "sim", "--seconds", "20"], timeout=300)
+        yield
     finally:
         for p in busy:
             p.terminate()
+
+
+def sim_under_load(work: Path) -> Row:
+    with busy_machine():
+        done = run([tool("tandem-teleop"), "--rig", "sim", "--seconds", "20"], timeout=300)
     text = done.stdout + done.stderr
     period = next((line.strip() for line in text.splitlines() if "period" in line), last_line(text))
     return Row("sim rig: 20 s teleop with 4 busy processes", "exit 0, no bus timeout, period statistics printed",
                f"exit {done.returncode}: {period[:90]}", done.returncode == 0 and "no status packet" not in text)
+
+
+def scripted_under_load(work: Path) -> Row:
+    folder = work / "loaded_dataset"
+    shutil.rmtree(folder, ignore_errors=True)
+    with busy_machine():
+        done = run([tool("tandem-record"), "--dataset", str(folder), "--episodes", "2", "--task", "transfer_cube",
+                    *SMALL], timeout=900)
+    text = done.stdout + done.stderr
+    return Row("sim rig: 2 scripted transfer_cube episodes with 4 busy processes", "exit 0, no bus timeout",
+               f"exit {done.returncode}: {last_line(done.stdout)[:90]}",
+               done.returncode == 0 and "no status packet" not in text)
 
 
 def ctrl_c(work: Path) -> Row:
@@ -472,6 +491,7 @@ ATTACKS: dict[str, Callable[[Path], Row]] = {
     "bad_rig": bad_rig_files,
     "bad_episodes": bad_episode_files,
     "sim_under_load": sim_under_load,
+    "scripted_under_load": scripted_under_load,
     "ctrl_c": ctrl_c,
 }
 

@@ -22,7 +22,7 @@ from policies.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from recording.cli import dataset_info, image_size, open_dataset
 from recording.dataset import Dataset, DatasetError
 from recording.layout import StateLayout
-from recording.session import RecordOptions
+from recording.session import RecordOptions, warn_if_low_space
 from robot.clock import RealClock
 from robot.dynamixel.errors import DynamixelError
 from robot.rig import PEDAL_BACKENDS, Rig, load_rig
@@ -34,6 +34,7 @@ from teleop.loop import TooFarError
 from teleop.pedal import open_pedal
 from teleop.session import ConnectedRig, connect
 
+HARDWARE_ROLLOUT_S = 60.0  # a rollout without --seconds, for the free-space estimate
 ERRORS = (ValueError, RuntimeError, DynamixelError, CalibrationError, DatasetError, TooFarError, OSError)
 
 
@@ -140,6 +141,7 @@ def run_sim(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint, verbose:
         if args.dataset:
             sizes = {name: world.image_size for name in world.cameras}
             dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, not args.raw, task))
+            warn_if_low_space(dataset, steps, episodes)
             collect = Collect(dataset, RecordOptions(compress=not args.raw), keep_rollouts=args.keep_rollouts,
                               expert_labels=args.expert_labels)
         predictor = ChunkPredictor(checkpoint, args.device)
@@ -188,6 +190,7 @@ def run_hardware(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint) -> 
         if args.dataset:
             sizes = {c.name: (c.height, c.width) for c in rig.cameras if c.name in cameras}
             dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, not args.raw))
+            warn_if_low_space(dataset, steps or round(HARDWARE_ROLLOUT_S * rig.control_hz), args.episodes)
         keys = open_keys(args.keys)
         stack.callback(keys.close)
         pedal = open_pedal(rig.pedal, args.pedal)

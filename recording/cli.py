@@ -19,6 +19,7 @@ from robot.cameras import Camera
 from robot.clock import RealClock
 from robot.dynamixel.errors import DynamixelError
 from robot.rig import Rig, load_rig
+from robot.sim.child_process import ChildStartError
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
 from teleop.cli import raise_interrupt
 from teleop.keys import open_keys
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished episodes are kept", file=sys.stderr)
         return 130
-    except (ValueError, DynamixelError, CalibrationError, DatasetError, TooFarError, OSError) as exc:
+    except (ValueError, DynamixelError, CalibrationError, DatasetError, TooFarError, OSError, ChildStartError) as exc:
         print(f"tandem-record: {exc}", file=sys.stderr)
         return 1
 

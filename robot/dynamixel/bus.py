@@ -250,7 +250,7 @@ class DynamixelBus:
             except DynamixelError as exc:
                 failures.append((motor_id, self.joint_of(motor_id), str(exc)))
         if failures:
-            raise TorqueReleaseError(self.port_name, failures)
+            raise TorqueReleaseError(self.port_name, failures, turning_on=on)
 
     def _torque_register(self, motor_id: int) -> int | None:
         """Torque Enable read past an alert bit (None when the motor does not answer)."""
