@@ -227,10 +227,19 @@ class DynamixelBus:
                                        f"write {register} (EEPROM: turn torque off first)", exc.error) from None
             raise
 
-    def reboot(self, motor_id: int) -> None:
-        """Clears a hardware error; the motor comes back with torque off."""
+    def reboot(self, motor_id: int, *, timeout_s: float = 2.0) -> None:
+        """Clears a hardware error; the motor comes back with torque off. Returns once it answers again."""
         self._transact(motor_id, "reboot", lambda: (*self._ph.reboot(self.port, motor_id),))
-        time.sleep(0.05)  # the firmware restarts before it answers again
+        deadline = time.monotonic() + timeout_s
+        while True:  # the firmware restarts, silent, before it answers again
+            time.sleep(0.02)
+            with self._lock:
+                _, result, _ = self._ph.ping(self.port, motor_id)
+            if result == COMM_SUCCESS:
+                return
+            if time.monotonic() > deadline:
+                raise NoResponseError(self.port_name, motor_id, self.joint_of(motor_id), "ping after reboot", 1,
+                                      f"no answer within {timeout_s:.1f} s of the reboot")
 
     # -- configuration ------------------------------------------------------------------
     def set_torque(self, on: bool, ids: Iterable[int] | None = None) -> None:
