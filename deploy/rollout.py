@@ -37,7 +37,7 @@ class DeployOptions:
     max_step_rad: float = 0.1  # per-step clamp of every command
     approach_speed: float = 0.5  # rad/s of the ramp to the start pose
     refuse_above: float = 1.5  # rad: refuse the ramp when a joint is further than this from the start pose
-    max_uncovered_s: float = 3.0  # stop when the policy gives no usable action for this long (first async chunk too)
+    max_uncovered_s: float = 3.0  # stop when no usable action has come for this long after the policy answered
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

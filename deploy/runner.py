@@ -51,7 +51,8 @@ class PolicyActions:
         self.step = 0  # policy steps since the start (one per targets() call)
         self.uncovered_steps = 0  # steps with no chunk yet: the followers held
         self.dropped_chunks = 0  # chunks refused for NaN or infinite values
-        self._uncovered_run = 0  # uncovered steps in a row
+        self._uncovered_run = 0  # uncovered steps in a row, counted once a chunk has come back
+        self._answered = False  # a chunk (usable or not) came back since the start or the last restart
 
     def observation(self, states: Mapping[str, ArmState]) -> Observation:
         frames = {name: camera.latest().image for name, camera in self.cameras.items()}
@@ -63,6 +64,7 @@ class PolicyActions:
         if self.inference.wants(step):
             self.inference.post(self.observation(states))
         for start, chunk in self.inference.collect():
+            self._answered = True
             if np.all(np.isfinite(chunk)):
                 self.ensembler.add(start, chunk)
             else:  # where chunks enter: a NaN never reaches the ensembler, the followers or a dataset
@@ -74,7 +76,7 @@ class PolicyActions:
         action = self.ensembler.action(step)
         if action is None:
             self.uncovered_steps += 1
-            self._uncovered_run += 1
+            self._uncovered_run += self._answered  # waiting for the first answer (a cold start) is no stall
             if self._uncovered_run > self.max_uncovered_steps:
                 raise PolicyStalledError(
                     f"the policy gave no usable action for {self._uncovered_run} steps in a row "
@@ -89,6 +91,7 @@ class PolicyActions:
         self.ensembler.clear()
         self.inference.restart()
         self._uncovered_run = 0
+        self._answered = False
 
 
 class Mode(Enum):

@@ -113,9 +113,11 @@ class Dataset:
         if not index.exists():
             return cls(root, _info_from_files(root))
         try:
-            data = json.loads(index.read_text())
+            data = json.loads(index.read_text(), parse_constant=_refuse_constant)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{index}: not valid JSON ({exc})") from None
+        except ValueError as exc:  # NaN or Infinity, which Python's json would otherwise accept
+            raise DatasetError(f"{index}: {exc}") from None
         return cls(root, _info_from_index(index, data))
 
     @classmethod
@@ -262,10 +264,11 @@ class Dataset:
         self.save()
 
     def remove(self, index: int) -> None:
-        """Drop an episode: from the index first, then its file."""
+        """Drop an episode: its file first, then its entry, so a crash between the two leaves an entry
+        without a file (dropped when the folder is next opened), never a discarded episode that comes back."""
+        self.path(index).unlink(missing_ok=True)
         self.info.episodes = [e for e in self.info.episodes if e.index != index]
         self.save()
-        self.path(index).unlink(missing_ok=True)
 
     def remove_partials(self) -> list[Path]:
         """Episodes a crash left unfinished (hidden .partial files): deleted; returns what was removed.
@@ -291,6 +294,10 @@ class Dataset:
                                "Dataset.create_or_open (which takes the folder's write lock)")
 
 
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a dataset index may hold")
+
+
 # -- the write lock --------------------------------------------------------------------------------------
 # The folders this process holds the lock of, shared by its Dataset objects (flock is per open file: a second
 # flock from this process would refuse it); a forked child does not inherit the entry.
@@ -301,8 +308,10 @@ def _acquire_lock(root: Path) -> Path:
     key = root.resolve()
     held = _held.get(key)
     if held is not None and held[2] == os.getpid():
-        held[1] += 1
-        return key
+        # two writers in one process would delete each other's live .partial files and overwrite each
+        # other's index entries just as two processes would
+        raise DatasetLockedError(f"{root}: this process (pid {os.getpid()}) already has it open for writing; "
+                                 "close that Dataset first")
     fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -318,9 +327,12 @@ def _acquire_lock(root: Path) -> Path:
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command[:300],
               "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
     _held[key] = [fd, 1, os.getpid()]
+    try:  # who holds it, for the message a second writer gets; the flock alone is the lock
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+    except OSError:
+        pass  # e.g. a full disk: the lock holds all the same
     return key
 
 

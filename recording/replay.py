@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset = Dataset.open(args.dataset)
         reader = EpisodeReader(dataset.path(dataset.episode(args.episode).index))
         with reader:
-            actions = reader.action.astype(np.float64)
+            actions = reader.array("/action", finite=True).astype(np.float64)
             attrs = reader.attrs
             rig = load_rig(args.rig)
             rate = float(attrs.get("fps", rig.control_hz))

@@ -174,11 +174,11 @@ class Arm:
         try:
             self.write_positions(self.read().position)
             return
-        except DynamixelError:
+        except (DynamixelError, OSError):  # OSError: the adapter itself failed (unplugged)
             pass
         failures = self.bus.hold_each(self.primary_ids)
         if failures:
-            raise TorqueReleaseError(self.bus.port_name, failures)
+            raise TorqueReleaseError(self.bus.port_name, failures, command="hold")
 
     def set_torque(self, on: bool) -> None:
         """Motor by motor, shadows included (TorqueReleaseError names any that did not take it)."""

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             if rig.virtual:
                 rig = stack.enter_context(VirtualRigProcess(rig, leader_motion=args.leader_motion))
                 print(f"rig {rig.name}: virtual Dynamixel buses started (leaders: {args.leader_motion})")
-            connected = stack.enter_context(connect(rig, torque_off_at_exit=args.on_exit == "off", **rig.bus_options))
+            connected = stack.enter_context(connect(rig, torque_off_at_exit=args.on_exit == "off"))
             keys = open_keys(args.keys)
             stack.callback(keys.close)
             print(f"keys: {keys.backend}; stop with {' or '.join(STOP_KEYS)} or Ctrl-C")

@@ -116,7 +116,8 @@ class ControlLoop:
             previous = self.commands.get(name, states[name].position)
             target = np.clip(target, self.limits[name].lower, self.limits[name].upper)
             command = previous + np.clip(target - previous, -limit, limit)
-            if not np.all(np.isfinite(command)):
+            # checked before the clip too: it turns an infinite target into a joint limit
+            if not (np.all(np.isfinite(desired[name])) and np.all(np.isfinite(command))):
                 command = self._refuse_non_finite(name, desired[name], previous)
             clamped |= bool(np.any(command != target))
             commands[name] = command
@@ -174,6 +175,7 @@ class ControlLoop:
         far, non_finite = [], []
         for name, target in desired.items():
             gap = np.clip(target, self.limits[name].lower, self.limits[name].upper) - states[name].position
+            gap = np.where(np.isfinite(target), gap, np.nan)  # the clip would turn an infinite target into a limit
             for joint, g, now in zip(self.arms[name].joint_names, gap, states[name].position, strict=True):
                 if not np.isfinite(g):
                     non_finite.append(f"{name}.{joint}")

@@ -72,7 +72,7 @@ class ConnectedRig:
         for arm_cfg in (a for a in live if a.role == "follower"):
             try:
                 self.arms[arm_cfg.name].hold()
-            except DynamixelError as exc:
+            except (DynamixelError, OSError) as exc:
                 problems.append(f"{arm_cfg.name}: could not hold position: {exc}")
         if torque_off and hold_s > 0:
             time.sleep(hold_s)
@@ -81,7 +81,7 @@ class ConnectedRig:
                 continue
             try:
                 self.arms[arm_cfg.name].set_torque(False)
-            except DynamixelError as exc:
+            except (DynamixelError, OSError) as exc:
                 problems.append(f"{arm_cfg.name}: could not turn torque off: {exc}")
         return problems
 
@@ -136,7 +136,9 @@ def connect(rig: Rig, *, torque_off_at_exit: bool = True, say: Callable[[str], N
                 future.result()
         yield connected
     finally:
-        for problem in connected.release(torque_off=torque_off_at_exit):
-            say(f"WARNING: {problem}")
-        for arm in arms.values():
-            arm.close()
+        try:
+            for problem in connected.release(torque_off=torque_off_at_exit):
+                say(f"WARNING: {problem}")
+        finally:
+            for arm in arms.values():
+                arm.close()

@@ -429,3 +429,20 @@ def test_a_failed_write_ends_a_keyed_session_and_discards_only_that_episode(tmp_
     assert session.saved == [0] and session.slot is None
     assert sorted(p.name for p in dataset.root.iterdir()) == [".lock", "dataset.json", "episode_0.hdf5"]
     assert [(e.index, e.length) for e in Dataset.open(dataset.root).episodes()] == [(0, 10)]
+
+
+def test_a_crash_while_discarding_an_episode_never_brings_it_back(tmp_path, monkeypatch):
+    """remove() deletes the file before the index entry: a crash between the two leaves an entry without a file,
+    which the next writer drops; the discarded episode is not added back."""
+    root = tmp_path / "data"
+    recorded(root, episodes=1)
+    with Dataset.create_or_open(root, info()) as dataset:
+        def crash() -> None:
+            raise KeyboardInterrupt
+        monkeypatch.setattr(dataset, "save", crash)
+        with pytest.raises(KeyboardInterrupt):
+            dataset.remove(0)
+    said = []
+    with Dataset.create_or_open(root, info(), say=said.append) as reopened:
+        assert reopened.episodes() == [] and not (root / "episode_0.hdf5").exists()
+    assert any("episode_0.hdf5" in line for line in said), said

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from aloha_files import CAMS, H, W, aloha_compressed, aloha_raw, scene
 
-from recording.dataset import Dataset, DatasetError, DatasetInfo, EpisodeInfo
+from recording.dataset import Dataset, DatasetError, DatasetInfo, DatasetLockedError, EpisodeInfo
 from recording.reader import EpisodeFormatError, EpisodeReader
 from recording.writer import EpisodeWriteError, EpisodeWriter, StepRecord, partial_path
 
@@ -178,11 +178,16 @@ def test_dataset_index_is_kept_and_checked(tmp_path):
     write_episode(dataset.path(0), steps=3)
     dataset.add(EpisodeInfo(0, "demo", 3, success=True, seed=4))
     assert dataset.next_index() == 1
+    with pytest.raises(DatasetLockedError, match="this process .* already has it open for writing"):
+        Dataset.create_or_open(root, info())  # two writers in one process are two writers
+    dataset.close()
     again = Dataset.create_or_open(root, info())
     assert again.episode(0).success is True and again.episode(0).seed == 4
     assert json.loads((root / "dataset.json").read_text())["episodes"][0]["kind"] == "demo"
+    again.close()
     with pytest.raises(DatasetError, match=r"cameras: the dataset has .*cam_high.*this session \['cam_high'\]"):
         Dataset.create_or_open(root, info(cameras=["cam_high"]))
+    again = Dataset.create_or_open(root, info())
     with pytest.raises(DatasetError, match="no episode 7"):
         again.episode(7)
     partial_path(dataset.path(1)).write_bytes(b"half an episode")

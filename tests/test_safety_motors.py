@@ -242,3 +242,30 @@ def test_the_rig_release_reports_each_motor_left_torqued_and_stops_the_others(tm
     warnings = [s for s in said if s.startswith("WARNING")]
     assert any("follower_left" in w and "motor 4 (elbow)" in w and "may still be torqued" in w for w in warnings)
     assert not any("follower_right: could not turn torque off" in w for w in warnings), warnings
+
+
+def test_an_infinite_target_is_refused_not_clamped_to_a_joint_limit(follower):
+    arm, vbus = follower
+    start = arm.read().position
+    target = start.copy()
+    target[0] = float("inf")  # np.clip would make this the upper limit: a drive to the end stop
+    loop = ControlLoop({arm.name: arm}, Scripted(arm.name, [target, target]),
+                       {arm.name: JointLimits(np.full(7, -3.0), np.full(7, 3.0))}, RealClock())
+    try:
+        steps = [loop.step() for _ in range(2)]
+        with pytest.raises(NonFiniteCommandError, match="waist"):
+            ControlLoop({arm.name: arm}, Scripted(arm.name, [target]), loop.limits, RealClock()).approach(0.5, 1.5)
+    finally:
+        loop.close()
+    assert all(np.array_equal(s.commands[arm.name], start) for s in steps) and loop.non_finite == {arm.name: 2}
+
+
+def test_an_unplugged_adapter_does_not_keep_the_other_arms_from_being_released(tmp_path):
+    rig = dataclasses.replace(load_rig("sim"), calibration_dir=tmp_path)
+    said = []
+    with virtual_buses(rig) as (live, buses):
+        with connect(live, say=said.append, read_deadline_s=0.05, transaction_attempts=2) as connected:
+            connected.arms["follower_left"].bus.port.ser.close()  # the serial device is gone: OSError, not a bus error
+        torque = {name: [bus.get(i, "Torque Enable") for i in range(1, 10)] for name, bus in buses.items()}
+    assert torque["follower_right"] == torque["leader_left"] == torque["leader_right"] == [0] * 9
+    assert any(w.startswith("WARNING: follower_left") for w in said), said

@@ -256,10 +256,10 @@ class DynamixelBus:
                 # firmware's shutdown already did; on is refused until a reboot.
                 if on or self._torque_register(motor_id) != 0:
                     failures.append((motor_id, self.joint_of(motor_id), str(exc)))
-            except DynamixelError as exc:
+            except (DynamixelError, OSError) as exc:
                 failures.append((motor_id, self.joint_of(motor_id), str(exc)))
         if failures:
-            raise TorqueReleaseError(self.port_name, failures, turning_on=on)
+            raise TorqueReleaseError(self.port_name, failures, command="torque on" if on else "torque off")
 
     def _torque_register(self, motor_id: int) -> int | None:
         """Torque Enable read past an alert bit (None when the motor does not answer)."""
@@ -279,7 +279,7 @@ class DynamixelBus:
                 self.write(motor_id, "Goal Position", self.read(motor_id, "Present Position"))
             except HardwareError:
                 continue  # its firmware has already turned its torque off
-            except DynamixelError as exc:
+            except (DynamixelError, OSError) as exc:
                 failures.append((motor_id, self.joint_of(motor_id), str(exc)))
         return failures
 

@@ -76,13 +76,18 @@ class ShadowMismatchError(DynamixelError):
 class TorqueReleaseError(DynamixelError):
     """Some motors did not take a hold or torque command (turning off: they may still be torqued)."""
 
-    def __init__(self, port: str, failures: list[tuple[int, str | None, str]], *, turning_on: bool = False) -> None:
+    def __init__(self, port: str, failures: list[tuple[int, str | None, str]], *,
+                 command: str = "torque off") -> None:
         self.port = port
         self.motor_ids = [motor_id for motor_id, _, _ in failures]
         listed = "; ".join(f"motor {motor_id}" + (f" ({joint})" if joint else "") + f": {why}"
                            for motor_id, joint, why in failures)
-        if turning_on:
+        if command == "torque on":
             super().__init__(f"{port}: {len(failures)} motor(s) did not take torque on: {listed}")
+            return
+        if command == "hold":
+            super().__init__(f"{port}: {len(failures)} motor(s) could not be told to hold, and may move to an "
+                             f"older goal while torqued: {listed}")
             return
         super().__init__(
             f"{port}: {len(failures)} motor(s) may still be torqued: {listed}. Support the arm and switch its "
