@@ -33,6 +33,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from calibration.connection import connect  # noqa: E402
 from deploy.cli import inference_threads  # noqa: E402
 from deploy.inference import ChunkPredictor  # noqa: E402
 from deploy.rollout import MODES, DeployOptions, run_rollout  # noqa: E402
@@ -44,7 +45,6 @@ from robot.cameras import Frame  # noqa: E402
 from robot.clock import RealClock  # noqa: E402
 from robot.rig import load_rig  # noqa: E402
 from robot.sim.rig_process import VirtualRigProcess  # noqa: E402
-from teleop.session import connect  # noqa: E402
 
 CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
 

@@ -93,6 +93,7 @@ def tiny_checkpoint(work: Path) -> Path:
 
 
 def nan_policy(work: Path) -> Row:
+    from calibration.connection import connect
     from deploy.inference import ChunkPredictor
     from deploy.rollout import DeployOptions, run_rollout
     from deploy.runner import PolicyStalledError
@@ -101,7 +102,6 @@ def nan_policy(work: Path) -> Row:
     from robot.sim.sim_clock import SimClock
     from robot.sim.world_process import SimWorldProcess
     from teleop.pedal import ScriptedPedal
-    from teleop.session import connect
 
     class NanPredictor(ChunkPredictor):
         def __call__(self, obs):
@@ -157,11 +157,12 @@ def broken_checkpoint(work: Path, how: str) -> Row:
 
 
 def nan_offsets(work: Path) -> Row:
+    from calibration.connection import connect
     from robot.clock import RealClock
+    from robot.loop import ControlLoop
     from robot.rig import RigFileError, load_rig
     from robot.sim.virtual_rig import virtual_buses
-    from teleop.loop import ControlLoop, TeleopController
-    from teleop.session import connect
+    from teleop.controller import TeleopController
 
     text = rig_text().replace("{leader: leader_left, follower: follower_left}",
                               "{leader: leader_left, follower: follower_left, offsets: {waist: .nan}}")
@@ -192,9 +193,9 @@ def nan_offsets(work: Path) -> Row:
 
 
 def motor_fault_at_stop(work: Path) -> Row:
+    from calibration.connection import connect
     from robot.rig import load_rig
     from robot.sim.virtual_rig import virtual_buses
-    from teleop.session import connect
 
     rig = dataclasses.replace(load_rig("sim"), calibration_dir=work / "calibration_fault")
     said: list[str] = []

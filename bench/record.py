@@ -43,16 +43,17 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import numpy as np  # noqa: E402
 
+from calibration.connection import connect  # noqa: E402
 from recording.layout import StateLayout  # noqa: E402
 from recording.recorder import EpisodeRecorder  # noqa: E402
 from recording.writer import EpisodeWriter  # noqa: E402
 from robot.cameras import Frame  # noqa: E402
 from robot.clock import RealClock  # noqa: E402
 from robot.dynamixel.errors import NoResponseError  # noqa: E402
+from robot.loop import ControlLoop  # noqa: E402
 from robot.rig import load_rig  # noqa: E402
 from robot.sim.rig_process import VirtualRigProcess  # noqa: E402
-from teleop.loop import ControlLoop, TeleopController  # noqa: E402
-from teleop.session import connect  # noqa: E402
+from teleop.controller import TeleopController  # noqa: E402
 
 CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
 SIZE = (480, 640)

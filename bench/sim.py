@@ -25,13 +25,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import numpy as np  # noqa: E402
 
+from calibration.connection import connect  # noqa: E402
 from deploy.evaluate import wilson  # noqa: E402
 from robot.rig import load_rig  # noqa: E402
 from robot.sim.expert import Expert  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES  # noqa: E402
 from robot.sim.world import CAMERAS, World, gripper_angle_from_normalized  # noqa: E402
 from robot.sim.world_process import SimWorldProcess  # noqa: E402
-from teleop.session import connect  # noqa: E402
 from teleop.sim_episodes import run_episode  # noqa: E402
 
 

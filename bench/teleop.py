@@ -26,11 +26,12 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 import numpy as np  # noqa: E402
 
+from calibration.connection import connect  # noqa: E402
 from robot.clock import RealClock  # noqa: E402
+from robot.loop import ControlLoop, Step  # noqa: E402
 from robot.rig import load_rig  # noqa: E402
 from robot.sim.rig_process import VirtualRigProcess  # noqa: E402
-from teleop.loop import ControlLoop, Step, TeleopController  # noqa: E402
-from teleop.session import connect  # noqa: E402
+from teleop.controller import TeleopController  # noqa: E402
 
 
 class NoWaitClock(RealClock):

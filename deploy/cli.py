@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from calibration.connection import ConnectedRig, connect
 from calibration.file import CalibrationError
 from deploy.corrections import TakeoverRecorder
 from deploy.evaluate import Collect, EpisodeOutcome, evaluate
@@ -25,14 +26,13 @@ from recording.layout import StateLayout
 from recording.session import RecordOptions, warn_if_low_space
 from robot.clock import RealClock
 from robot.dynamixel.errors import DynamixelError
+from robot.loop import TooFarError
 from robot.rig import PEDAL_BACKENDS, Rig, load_rig
 from robot.sim.gate import parse_gate
 from robot.sim.tasks import EPISODE_STEPS, REWARD_STAGES, TASK_NAMES
 from teleop.cli import raise_interrupt
 from teleop.keys import open_keys
-from teleop.loop import TooFarError
 from teleop.pedal import open_pedal
-from teleop.session import ConnectedRig, connect
 
 HARDWARE_ROLLOUT_S = 60.0  # a rollout without --seconds, for the free-space estimate
 ERRORS = (ValueError, RuntimeError, DynamixelError, CalibrationError, DatasetError, TooFarError, OSError)

@@ -18,7 +18,7 @@ from recording.dataset import Dataset, EpisodeInfo
 from recording.layout import StateLayout
 from recording.session import EpisodeSlot, RecordOptions
 from robot.cameras import Camera
-from teleop.loop import Step
+from robot.loop import Step
 
 
 class TakeoverRecorder:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.connection import ConnectedRig
 from deploy.corrections import TakeoverRecorder
 from deploy.inference import ChunkPredictor
 from deploy.labels import ExpertLabelRecorder
@@ -33,7 +34,6 @@ from robot.sim.sim_clock import SimClock
 from robot.sim.tasks import REWARD_STAGES
 from robot.sim.world_process import SimWorldProcess
 from teleop.pedal import ScriptedPedal
-from teleop.session import ConnectedRig
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -20,8 +20,8 @@ from recording.dataset import Dataset, EpisodeInfo
 from recording.layout import StateLayout
 from recording.session import EpisodeSlot, RecordOptions
 from robot.cameras import Camera
+from robot.loop import Step
 from robot.sim.world_process import SimWorldProcess
-from teleop.loop import Step
 
 
 class ExpertLabelRecorder:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calibration.connection import ConnectedRig
 from deploy.corrections import TakeoverRecorder
 from deploy.ensemble import ActionEnsembler
 from deploy.inference import AsyncInference, ChunkPredictor, SyncInference
@@ -21,9 +22,8 @@ from recording.layout import StateLayout
 from recording.replay import ReplayController
 from robot.cameras import Camera
 from robot.clock import Clock, PeriodSummary
-from teleop.loop import ControlLoop, Observer, Step
+from robot.loop import ControlLoop, Observer, Step
 from teleop.pedal import Pedal
-from teleop.session import ConnectedRig
 
 MODES = ("ensemble", "chunk", "async")
 STOP_KEYS = ("q", "esc")

@@ -22,14 +22,14 @@ from enum import Enum
 
 import numpy as np
 
+from calibration.connection import POSITION
 from calibration.joint_map import JointMap
 from deploy.ensemble import ActionEnsembler
 from deploy.inference import AsyncInference, ChunkPredictor, Observation, SyncInference
 from recording.layout import StateLayout
 from robot.arm import Arm, ArmState
 from robot.cameras import Camera
-from teleop.loop import ControlLoop
-from teleop.session import POSITION, ensure
+from robot.loop import ControlLoop
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class DeployController:
             bus = self.arms[leader].bus
             bus.set_torque(False)
             for motor_id in bus.ids:
-                ensure(bus, motor_id, "Operating Mode", POSITION)
+                bus.write_if_different(motor_id, "Operating Mode", POSITION)
 
     def targets(self, states: Mapping[str, ArmState]) -> dict[str, np.ndarray]:
         if self.mode is Mode.HUMAN:

@@ -9,7 +9,7 @@ import cv2
 
 from recording.inspect import open_video, side_by_side
 from robot.cameras import Camera
-from teleop.loop import Step
+from robot.loop import Step
 
 
 class VideoRecorder:

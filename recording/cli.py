@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping
 from contextlib import ExitStack
 
+from calibration.connection import ConnectedRig, connect
 from calibration.file import CalibrationError
 from calibration.poses import GRIPPER
 from recording.dataset import Dataset, DatasetError, DatasetInfo, calibration_digest
@@ -18,13 +19,13 @@ from recording.session import EpisodeSlot, ProgressLine, RecordOptions, warn_if_
 from robot.cameras import Camera
 from robot.clock import RealClock
 from robot.dynamixel.errors import DynamixelError
+from robot.loop import ControlLoop, Step, TooFarError
 from robot.rig import Rig, load_rig
 from robot.sim.child_process import ChildStartError
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
 from teleop.cli import raise_interrupt
+from teleop.controller import TeleopController
 from teleop.keys import open_keys
-from teleop.loop import ControlLoop, Step, TeleopController, TooFarError
-from teleop.session import ConnectedRig, connect
 
 
 def image_size(text: str) -> tuple[int, int]:

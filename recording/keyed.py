@@ -1,7 +1,7 @@
 """Recording at the rig, driven by the person: start by key or by closing both leader grippers, stop on time
 or key, re-record or discard the last episode, and a check of the loop rate.
 
-It is one observer of the teleop loop, which keeps running between episodes
+It is one observer of the control loop, which keeps running between episodes
 (the person keeps the arms), so the next episode can start as soon as the
 last one is written.
 """
@@ -15,7 +15,7 @@ from recording.layout import StateLayout
 from recording.session import EpisodeSlot, ProgressLine, RecordOptions
 from robot.cameras import Camera
 from robot.clock import PeriodStats
-from teleop.loop import Step
+from robot.loop import Step
 
 START_KEYS = ("space", "enter")
 STOP_KEY = "s"

@@ -43,7 +43,7 @@ class StateLayout:
 
     @classmethod
     def from_connected(cls, connected: object) -> StateLayout:
-        """The followers of a teleop.session.ConnectedRig, left before right."""
+        """The followers of a calibration.connection.ConnectedRig, left before right."""
         rig = connected.rig
         return cls([FollowerSlot(a.name, a.side, connected.arms[a.name].joint_names, connected.calibrations[a.name])
                     for a in rig.followers])

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from recording.layout import StateLayout
 from recording.writer import EpisodeWriter, StepRecord
 from robot.cameras import Camera
-from teleop.loop import Step
+from robot.loop import Step
 
 
 class EpisodeRecorder:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from calibration.connection import ConnectedRig, connect
 from calibration.file import CalibrationError
 from recording.dataset import Dataset, DatasetError
 from recording.layout import StateLayout
@@ -24,10 +25,9 @@ from recording.reader import EpisodeFormatError, EpisodeReader
 from robot.arm import ArmState
 from robot.clock import RealClock
 from robot.dynamixel.errors import DynamixelError
+from robot.loop import ControlLoop, TooFarError
 from robot.rig import load_rig
 from teleop.cli import raise_interrupt
-from teleop.loop import ControlLoop, TooFarError
-from teleop.session import ConnectedRig, connect
 
 
 class ReplayController:

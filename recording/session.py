@@ -23,7 +23,7 @@ from recording.recorder import EpisodeRecorder
 from recording.writer import EpisodeWriter, WriteSummary, human_bytes
 from robot.cameras import Camera
 from robot.clock import PeriodSummary
-from teleop.loop import Step
+from robot.loop import Step
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,17 @@ import sys
 import time
 from contextlib import ExitStack
 
+from calibration.connection import connect
 from calibration.file import CalibrationError
 from robot.clock import RealClock
 from robot.dynamixel.errors import DynamixelError
+from robot.loop import ControlLoop, Step, TooFarError
 from robot.rig import Rig, load_rig
 from robot.sim.child_process import ChildStartError
 from robot.sim.rig_process import LEADER_MOTIONS, VirtualRigProcess
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
+from teleop.controller import TeleopController
 from teleop.keys import open_keys
-from teleop.loop import ControlLoop, Step, TeleopController, TooFarError
-from teleop.session import connect
 
 STOP_KEYS = ("q", "esc")
 

@@ -11,10 +11,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from calibration.connection import ConnectedRig
+from robot.loop import ControlLoop, Observer
 from robot.sim.sim_clock import SimClock
 from robot.sim.world_process import SimWorldProcess
-from teleop.loop import ControlLoop, Observer, TeleopController
-from teleop.session import ConnectedRig
+from teleop.controller import TeleopController
 
 
 @dataclass(frozen=True)

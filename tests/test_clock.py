@@ -3,7 +3,7 @@
 import pytest
 
 from robot.clock import PeriodStats, RealClock
-from teleop.loop import ControlLoop
+from robot.loop import ControlLoop
 
 
 class FakeTime:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from aloha_files import CAMS, H, W, scene
 
+from calibration.connection import connect
 from policies.dataset import load_episodes
 from recording.dataset import Dataset, DatasetError, DatasetInfo, DatasetLockedError, EpisodeInfo
 from recording.inspect import main as inspect_main
@@ -29,10 +30,10 @@ from recording.session import RecordOptions, warn_if_low_space
 from recording.writer import EpisodeWriteError, EpisodeWriter, StepRecord, partial_path
 from robot.cameras import Frame
 from robot.clock import RealClock
+from robot.loop import ControlLoop
 from robot.rig import load_rig
 from robot.sim.virtual_rig import virtual_buses
-from teleop.loop import ControlLoop, TeleopController
-from teleop.session import connect
+from teleop.controller import TeleopController
 
 STATE_NAMES = [f"joint_{i}" for i in range(14)]
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import robot.rig
+from calibration.connection import connect
 from deploy.cli import deploy_main, eval_main
 from deploy.corrections import TakeoverRecorder
 from deploy.ensemble import ActionEnsembler
@@ -27,15 +28,14 @@ from recording.dataset import Dataset
 from recording.layout import StateLayout
 from recording.reader import EpisodeReader
 from recording.session import RecordOptions
+from robot.loop import ControlLoop
 from robot.rig import load_rig
 from robot.sim.expert import JOINT_SPEED
 from robot.sim.sim_clock import SimClock
 from robot.sim.world import CONTROL_DT
 from robot.sim.world_process import SimWorldProcess
 from robot.sim.world_rig import LABEL_REANCHOR_RAD
-from teleop.loop import ControlLoop
 from teleop.pedal import TogglePedal
-from teleop.session import connect
 
 TINY = ["--preset", "tiny", "--workers", "0", "--no-progress", "--device", "cpu", "--val-fraction", "0"]
 SIZE = (48, 64)

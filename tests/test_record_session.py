@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from calibration.connection import connect
 from calibration.poses import GRIPPER
 from recording.cli import leader_grippers
 from recording.cli import main as record_main
@@ -25,13 +26,13 @@ from recording.replay import main as replay_main
 from recording.session import EpisodeSlot, RecordOptions
 from robot.cameras import Frame
 from robot.clock import RealClock
+from robot.loop import ControlLoop
 from robot.rig import load_rig
 from robot.sim.hand import pose_arm
 from robot.sim.virtual_arm import gripper_range
 from robot.sim.virtual_rig import virtual_buses
 from robot.sim.world_process import SimWorldProcess
-from teleop.loop import ControlLoop, TeleopController
-from teleop.session import connect
+from teleop.controller import TeleopController
 from teleop.sim_episodes import run_episode
 
 

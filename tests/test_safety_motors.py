@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 
+from calibration.connection import connect
 from deploy.inference import ChunkPredictor
 from deploy.rollout import DeployOptions, run_rollout
 from deploy.runner import PolicyStalledError
@@ -21,14 +22,14 @@ from recording.cli import main as record_main
 from robot.arm import VIPERX_300_6DOF, Arm, NonFiniteCommandError, rad_to_ticks
 from robot.clock import RealClock
 from robot.dynamixel.errors import TorqueReleaseError
+from robot.loop import ControlLoop, JointLimits
 from robot.rig import load_rig
 from robot.sim.sim_clock import SimClock
 from robot.sim.virtual_arm import virtual_arm_bus
 from robot.sim.virtual_rig import virtual_buses
 from robot.sim.world_process import SimWorldProcess
-from teleop.loop import ControlLoop, JointLimits, TeleopController
+from teleop.controller import TeleopController
 from teleop.pedal import ScriptedPedal
-from teleop.session import connect
 
 TINY = ["--preset", "tiny", "--workers", "0", "--no-progress", "--device", "cpu", "--val-fraction", "0"]
 NAN = float("nan")
@@ -73,7 +74,7 @@ def test_a_nan_target_holds_the_arm_and_the_next_finite_target_moves_it(follower
     limits = {arm.name: JointLimits(np.full(7, -3.0), np.full(7, 3.0))}
     loop = ControlLoop({arm.name: arm}, controller, limits, RealClock(), max_step_rad=0.1)
     try:
-        with caplog.at_level(logging.WARNING, logger="teleop.loop"):
+        with caplog.at_level(logging.WARNING, logger="robot.loop"):
             steps = [loop.step() for _ in range(5)]
     finally:
         loop.close()

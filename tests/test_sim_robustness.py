@@ -14,13 +14,13 @@ import time
 import pytest
 
 from calibration.cli import main as calibrate_main
+from calibration.connection import connect
 from robot.arm import ticks_to_rad
 from robot.rig import load_rig
 from robot.sim.child_process import ChildProcess, ChildStartError
 from robot.sim.virtual_arm import gripper_angle, gripper_range, start_positions
 from robot.sim.virtual_rig import virtual_buses
 from robot.sim.world_process import SimWorldProcess
-from teleop.session import connect
 
 
 @pytest.mark.parametrize("arm", load_rig("sim").arm_names)

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calibration.connection import connect
 from robot.arm import RAD_PER_TICK
 from robot.dynamixel.control_table import CENTER_TICK
+from robot.loop import ControlLoop
 from robot.rig import load_rig
 from robot.sim.sim_clock import SimClock
 from robot.sim.world_process import SimWorldProcess
-from teleop.loop import ControlLoop, TeleopController
-from teleop.session import connect
+from teleop.controller import TeleopController
 from teleop.sim_episodes import run_episode
 
 

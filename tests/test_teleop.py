@@ -6,15 +6,16 @@ import math
 import numpy as np
 import pytest
 
+from calibration.connection import connect
 from calibration.poses import GRIPPER
 from robot.clock import RealClock
 from robot.dynamixel.errors import NoResponseError
+from robot.loop import ControlLoop, TooFarError
 from robot.rig import load_rig
 from robot.sim.hand import pose_arm
 from robot.sim.virtual_arm import gripper_angle, gripper_range
 from robot.sim.virtual_rig import virtual_buses
-from teleop.loop import ControlLoop, TeleopController, TooFarError
-from teleop.session import connect
+from teleop.controller import TeleopController
 
 TRACKING_TOLERANCE_RAD = 0.01  # ~6 ticks, once the follower has caught up
 

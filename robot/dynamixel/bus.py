@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -267,6 +268,29 @@ class DynamixelBus:
             address = self.model_of(motor_id).register("Torque Enable").address
             value, result, _ = self._ph.read1ByteTxRx(self.port, motor_id, address)
         return value if result == COMM_SUCCESS else None
+
+    def write_if_different(self, motor_id: int, register: str, value: int) -> bool:
+        """Write `value` only where the motor holds something else (EEPROM wears); returns whether it wrote.
+        EEPROM registers need torque off: see torque_disabled()."""
+        if self.read(motor_id, register) == value:
+            return False
+        self.write(motor_id, register, value)
+        return True
+
+    @contextmanager
+    def torque_disabled(self, ids: Iterable[int] | None = None) -> Iterator[None]:
+        """Torque off while motors are configured; those that had it on hold where they are and get it back."""
+        ids = list(self.ids if ids is None else ids)
+        was_on = [motor_id for motor_id in ids if self.read(motor_id, "Torque Enable")]
+        self.set_torque(False, was_on)
+        try:
+            yield
+        finally:
+            if was_on:
+                failures = self.hold_each(was_on)
+                if failures:
+                    raise TorqueReleaseError(self.port_name, failures, turning_on=True)
+                self.set_torque(True, was_on)
 
     def hold_each(self, ids: Iterable[int]) -> list[tuple[int, str | None, str]]:
         """Goal = Present Position, one motor at a time, for when the group read or write has failed.

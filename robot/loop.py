@@ -1,7 +1,7 @@
 """The one control loop: read every arm, decide targets, clamp, write, hand a Step to observers.
 
 Teleop, recording and deploy all run this loop; what differs is the controller
-that turns the arms' states into targets (leaders through JointMaps here, a
+that turns the arms' states into targets (leaders through JointMaps in teleop, a
 policy in deploy) and the observers (recorder, display, statistics). Each arm's
 bus I/O runs on its own thread, so a step costs about one bus transaction, not
 one per arm. The loop keeps absolute deadlines from its Clock: no drift, and a
@@ -18,7 +18,6 @@ from typing import Protocol
 
 import numpy as np
 
-from calibration.joint_map import JointMap
 from robot.arm import Arm, ArmState, NonFiniteCommandError
 from robot.clock import Clock, PeriodStats, PeriodSummary
 
@@ -41,16 +40,6 @@ class Controller(Protocol):
 
 
 Observer = Callable[[Step], None]
-
-
-class TeleopController:
-    """Each follower copies its leader through the pair's JointMap."""
-
-    def __init__(self, pairs: Sequence[tuple[str, str, JointMap]]) -> None:
-        self.pairs = list(pairs)
-
-    def targets(self, states: Mapping[str, ArmState]) -> dict[str, np.ndarray]:
-        return {follower: joint_map(states[leader].position) for leader, follower, joint_map in self.pairs}
 
 
 class TooFarError(RuntimeError):

@@ -22,25 +22,14 @@ from calibration.joint_map import JointMap
 from calibration.poses import GRIPPER
 from calibration.store import load_calibration
 from robot.arm import Arm
-from robot.dynamixel.bus import DynamixelBus
 from robot.dynamixel.control_table import OPERATING_MODES
 from robot.dynamixel.errors import DynamixelError
+from robot.loop import JointLimits
 from robot.rig import Rig, RigArm
-from teleop.loop import JointLimits
 
 log = logging.getLogger(__name__)
 POSITION = OPERATING_MODES["position"]
 CURRENT_BASED_POSITION = OPERATING_MODES["current_based_position"]
-
-
-def ensure(bus: DynamixelBus, motor_id: int, register: str, value: int) -> bool:
-    """Write `value` only where the motor holds something else (EEPROM wears); torque off first."""
-    if bus.read(motor_id, register) == value:
-        return False
-    if bus.model_of(motor_id).register(register).eeprom:
-        bus.write(motor_id, "Torque Enable", 0)
-    bus.write(motor_id, register, value)
-    return True
 
 
 @dataclass
@@ -88,22 +77,24 @@ class ConnectedRig:
 
 def _prepare(arm_cfg: RigArm, arm: Arm, calibration: ArmCalibration) -> None:
     bus = arm.bus
-    for motor_id in bus.ids:
-        ensure(bus, motor_id, "Return Delay Time", 0)
-    for j in arm.spec.joints:
-        if j.shadow_id is not None:
-            ensure(bus, j.shadow_id, "Secondary ID", j.motor_id)
-    calibration.apply(bus)
+    with bus.torque_disabled():
+        for motor_id in bus.ids:
+            bus.write_if_different(motor_id, "Return Delay Time", 0)
+        for j in arm.spec.joints:
+            if j.shadow_id is not None:
+                bus.write_if_different(j.shadow_id, "Secondary ID", j.motor_id)
+        calibration.apply(bus)
+        if arm_cfg.role == "follower":
+            for j in arm.spec.joints:
+                if j.name == GRIPPER and bus.model_of(j.motor_id).has("Current Limit"):
+                    bus.write_if_different(j.motor_id, "Operating Mode", CURRENT_BASED_POSITION)
+                    bus.write_if_different(j.motor_id, "Current Limit", arm_cfg.gripper_current_limit)
+                    bus.write(j.motor_id, "Goal Current", arm_cfg.gripper_current_limit)
+                else:
+                    bus.write_if_different(j.motor_id, "Operating Mode", POSITION)
     if arm_cfg.role == "leader":
         bus.set_torque(False)
         return
-    for j in arm.spec.joints:
-        if j.name == GRIPPER and bus.model_of(j.motor_id).has("Current Limit"):
-            ensure(bus, j.motor_id, "Operating Mode", CURRENT_BASED_POSITION)
-            ensure(bus, j.motor_id, "Current Limit", arm_cfg.gripper_current_limit)
-            bus.write(j.motor_id, "Goal Current", arm_cfg.gripper_current_limit)
-        else:
-            ensure(bus, j.motor_id, "Operating Mode", POSITION)
     arm.write_positions(arm.read().position)  # hold where it is when torque comes on
     arm.set_torque(True)
 
