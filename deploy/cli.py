@@ -20,17 +20,16 @@ from deploy.evaluate import Collect, EpisodeOutcome, evaluate
 from deploy.inference import ChunkPredictor
 from deploy.rollout import MODES, STOP_KEYS, DeployOptions, ramp_to, run_rollout
 from policies.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from recording.cli import dataset_info, image_size, open_dataset
 from recording.dataset import Dataset, DatasetError
 from recording.layout import StateLayout
-from recording.session import RecordOptions, warn_if_low_space
+from recording.session import RecordOptions, dataset_info, open_dataset, warn_if_low_space
 from robot.clock import RealClock
+from robot.commands import image_size, raise_interrupt
 from robot.dynamixel.errors import DynamixelError
 from robot.loop import TooFarError
 from robot.rig import PEDAL_BACKENDS, Rig, load_rig
 from robot.sim.gate import parse_gate
 from robot.sim.tasks import EPISODE_STEPS, REWARD_STAGES, TASK_NAMES
-from teleop.cli import raise_interrupt
 from teleop.keys import open_keys
 from teleop.pedal import open_pedal
 

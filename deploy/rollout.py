@@ -19,7 +19,7 @@ from deploy.ensemble import ActionEnsembler
 from deploy.inference import AsyncInference, ChunkPredictor, SyncInference
 from deploy.runner import DeployController, Mode, PolicyActions
 from recording.layout import StateLayout
-from recording.replay import ReplayController
+from recording.playback import ReplayController
 from robot.cameras import Camera
 from robot.clock import Clock, PeriodSummary
 from robot.loop import ControlLoop, Observer, Step

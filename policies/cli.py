@@ -9,9 +9,9 @@ from pathlib import Path
 
 from policies.checkpoint import CheckpointError
 from policies.config import PRESETS, preset
-from recording.cli import image_size
 from recording.dataset import DatasetError
 from recording.reader import EpisodeFormatError
+from robot.commands import image_size
 
 
 def _assignment(text: str) -> tuple[str, str]:

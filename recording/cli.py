@@ -6,37 +6,32 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Mapping
 from contextlib import ExitStack
 
 from calibration.connection import ConnectedRig, connect
 from calibration.file import CalibrationError
 from calibration.poses import GRIPPER
-from recording.dataset import Dataset, DatasetError, DatasetInfo, calibration_digest
+from recording.dataset import DatasetError
 from recording.keyed import START_KEYS, KeyedRecording
 from recording.layout import StateLayout
-from recording.session import EpisodeSlot, ProgressLine, RecordOptions, warn_if_low_space
+from recording.session import (
+    EpisodeSlot,
+    ProgressLine,
+    RecordOptions,
+    dataset_info,
+    open_dataset,
+    warn_if_low_space,
+)
 from robot.cameras import Camera
 from robot.clock import RealClock
+from robot.commands import image_size, raise_interrupt
 from robot.dynamixel.errors import DynamixelError
 from robot.loop import ControlLoop, Step, TooFarError
 from robot.rig import Rig, load_rig
 from robot.sim.child_process import ChildStartError
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
-from teleop.cli import raise_interrupt
 from teleop.controller import TeleopController
 from teleop.keys import open_keys
-
-
-def image_size(text: str) -> tuple[int, int]:
-    """argparse type for HEIGHTxWIDTH."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHTxWIDTH, e.g. 240x320") from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: sizes must be positive")
-    return h, w
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,18 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--realtime", action="store_true", help="pace the simulation at wall-clock speed")
     parser.add_argument("-v", "--verbose", action="store_true", help="log bus retries")
     return parser
-
-
-def dataset_info(rig: Rig, connected: ConnectedRig, cameras: Mapping[str, tuple[int, int]], compress: bool,
-                 task: str = "") -> DatasetInfo:
-    digest = calibration_digest({name: c.digest() for name, c in connected.calibrations.items()})
-    return DatasetInfo(rig=rig.name, calibration=digest, fps=rig.control_hz, cameras=list(cameras),
-                       image_size={c: list(size) for c, size in cameras.items()}, compress=compress, task=task)
-
-
-def open_dataset(path: str, info: DatasetInfo) -> Dataset:
-    """For writing: holds the folder's write lock until closed or the process ends, and cleans up after a crash."""
-    return Dataset.create_or_open(path, info, say=print)
 
 
 def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> int:

@@ -13,7 +13,6 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -21,36 +20,13 @@ from calibration.connection import ConnectedRig, connect
 from calibration.file import CalibrationError
 from recording.dataset import Dataset, DatasetError
 from recording.layout import StateLayout
+from recording.playback import ReplayController
 from recording.reader import EpisodeFormatError, EpisodeReader
-from robot.arm import ArmState
 from robot.clock import RealClock
+from robot.commands import raise_interrupt
 from robot.dynamixel.errors import DynamixelError
 from robot.loop import ControlLoop, TooFarError
 from robot.rig import load_rig
-from teleop.cli import raise_interrupt
-
-
-class ReplayController:
-    """Holds the first row until `play()`, then gives one row per step and the last one after the end."""
-
-    def __init__(self, layout: StateLayout, actions: np.ndarray) -> None:
-        self.layout = layout
-        self.actions = actions
-        self.next = 0
-        self.playing = False
-
-    def play(self) -> None:
-        self.playing = True
-
-    @property
-    def finished(self) -> bool:
-        return self.next >= len(self.actions)
-
-    def targets(self, states: Mapping[str, ArmState]) -> dict[str, np.ndarray]:
-        row = self.actions[min(self.next, len(self.actions) - 1)]
-        if self.playing:
-            self.next += 1
-        return self.layout.commands(row)
 
 
 def check_layout(reader: EpisodeReader, layout: StateLayout) -> None:

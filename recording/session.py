@@ -15,15 +15,19 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from recording.dataset import Dataset, EpisodeInfo
+from recording.dataset import Dataset, DatasetInfo, EpisodeInfo, calibration_digest
 from recording.layout import StateLayout
 from recording.recorder import EpisodeRecorder
 from recording.writer import EpisodeWriter, WriteSummary, human_bytes
 from robot.cameras import Camera
 from robot.clock import PeriodSummary
 from robot.loop import Step
+from robot.rig import Rig
+
+if TYPE_CHECKING:
+    from calibration.connection import ConnectedRig
 
 
 @dataclass(frozen=True)
@@ -128,3 +132,15 @@ class ProgressLine:
         if self.enabled:
             sys.stderr.write("\r" + " " * 100 + "\r")
             sys.stderr.flush()
+
+
+def dataset_info(rig: Rig, connected: ConnectedRig, cameras: Mapping[str, tuple[int, int]], compress: bool,
+                 task: str = "") -> DatasetInfo:
+    digest = calibration_digest({name: c.digest() for name, c in connected.calibrations.items()})
+    return DatasetInfo(rig=rig.name, calibration=digest, fps=rig.control_hz, cameras=list(cameras),
+                       image_size={c: list(size) for c, size in cameras.items()}, compress=compress, task=task)
+
+
+def open_dataset(path: str, info: DatasetInfo) -> Dataset:
+    """For writing: holds the folder's write lock until closed or the process ends, and cleans up after a crash."""
+    return Dataset.create_or_open(path, info, say=print)

@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from calibration.connection import connect
 from calibration.file import CalibrationError
 from robot.clock import RealClock
+from robot.commands import raise_interrupt
 from robot.dynamixel.errors import DynamixelError
 from robot.loop import ControlLoop, Step, TooFarError
 from robot.rig import Rig, load_rig
@@ -43,10 +44,6 @@ class StatusLine:
         sys.stderr.write(f"\rstep {step.index:>7}  period {period_ms:6.2f} ms  overruns {step.stats.overruns:>4}  "
                          f"clamped steps {self.clamped:>5}   ")
         sys.stderr.flush()
-
-
-def raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def build_parser() -> argparse.ArgumentParser:

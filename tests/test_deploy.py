@@ -22,12 +22,11 @@ from deploy.rollout import DeployOptions, run_rollout
 from deploy.runner import DeployController, PolicyActions
 from policies.checkpoint import load_checkpoint
 from policies.cli import main as train_main
-from recording.cli import dataset_info, open_dataset
 from recording.cli import main as record_main
 from recording.dataset import Dataset
 from recording.layout import StateLayout
 from recording.reader import EpisodeReader
-from recording.session import RecordOptions
+from recording.session import RecordOptions, dataset_info, open_dataset
 from robot.loop import ControlLoop
 from robot.rig import load_rig
 from robot.sim.expert import JOINT_SPEED

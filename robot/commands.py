@@ -1,0 +1,148 @@
+"""What every tandem command shares: its common arguments, logging, signals, stop keys and exit codes.
+
+Each package's cli.py builds its parser from these helpers and runs its body
+through `run_command`, so every command answers the same way:
+
+  0    done
+  1    a runtime error: the bus, a file's content, the disk, a policy (one line naming what failed)
+  2    a usage error: a bad flag or value, a --rig that names neither a file nor a preset
+  130  interrupted (Ctrl-C or SIGTERM); what was finished is kept and the arms are released
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+STOP_KEYS = ("q", "esc")
+KEY_BACKENDS = ("auto", "pynput", "terminal", "none")
+
+
+class UsageError(ValueError):
+    """What was typed on the command line cannot work (exit 2); found after parsing, before anything started."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default shown in --help; descriptions keep their paragraphs."""
+
+
+def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+
+
+# -- argument types -------------------------------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """HEIGHTxWIDTH, e.g. 240x320."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHTxWIDTH, e.g. 240x320") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes must be positive")
+    return h, w
+
+
+def rig_argument(text: str) -> str:
+    """A preset name or an existing file: anything else is a usage error before any bus opens."""
+    from robot.rig import preset_names
+
+    if text in preset_names() or Path(text).is_file():
+        return text
+    if Path(text).exists():
+        raise argparse.ArgumentTypeError(f"{text} is not a file")
+    raise argparse.ArgumentTypeError(f"{text}: no such rig file, and not a preset ({', '.join(preset_names())})")
+
+
+# -- common arguments -----------------------------------------------------------------------------------------------
+def add_rig_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rig", default="sim", type=rig_argument,
+                        help="rig YAML file, or a preset (aloha, sim); sim is the simulated rig, no hardware needed")
+
+
+def add_motion_arguments(parser: argparse.ArgumentParser, *, what: str = "the followers") -> None:
+    """The per-step clamp and the slow start: every command that moves arms takes the same three."""
+    parser.add_argument("--max-step", type=positive_float, default=0.1, metavar="RAD",
+                        help="largest change of a joint command per step, rad (0.1 = 5 rad/s at 50 Hz)")
+    parser.add_argument("--approach-speed", type=positive_float, default=0.5, metavar="RAD_S",
+                        help=f"joint speed of the slow move of {what} to their start pose, rad/s")
+    parser.add_argument("--refuse-above", type=positive_float, default=1.5, metavar="RAD",
+                        help="refuse to start when a joint is further than this from its start pose, rad")
+
+
+@dataclass(frozen=True)
+class Motion:
+    max_step: float = 0.1
+    approach_speed: float = 0.5
+    refuse_above: float = 1.5
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Motion:
+        return cls(args.max_step, args.approach_speed, args.refuse_above)
+
+
+def add_keys_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keys", choices=KEY_BACKENDS, default="auto",
+                        help="operator key backend (auto: pynput with a display, else this terminal)")
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (bus retries and more)")
+
+
+# -- running a command ------------------------------------------------------------------------------------------------
+def raise_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: the same orderly stop (arms held and released, finished work kept)."""
+    raise KeyboardInterrupt
+
+
+def setup_process(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+def run_command(prog: str, body: Callable[[], int], *, interrupted: str = "interrupted; arms released") -> int:
+    """Run a command's body with the one exit-code convention; errors become one line naming `prog`."""
+    try:
+        return body()
+    except KeyboardInterrupt:
+        print(f"{prog}: {interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, RuntimeError, OSError) as exc:  # every tandem error derives from one of these
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def is_sim_world(rig: object) -> bool:
+    """The simulated rig with its MuJoCo world (cameras rendered by it), as opposed to bare virtual arms."""
+    from robot.rig import SIM_DEVICE
+
+    return bool(getattr(rig, "virtual", False)) and any(c.device == SIM_DEVICE for c in rig.cameras)
