@@ -16,8 +16,13 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from robot.rig import Rig
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 STOP_KEYS = ("q", "esc")
@@ -146,3 +151,32 @@ def is_sim_world(rig: object) -> bool:
     from robot.rig import SIM_DEVICE
 
     return bool(getattr(rig, "virtual", False)) and any(c.device == SIM_DEVICE for c in rig.cameras)
+
+
+def existing_folder(text: str) -> str:
+    """A folder that must already exist (a dataset to read): anything else is a usage error."""
+    path = Path(text)
+    if path.is_dir():
+        return text
+    if path.exists():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    raise argparse.ArgumentTypeError(f"{text}: no such folder")
+
+
+def keys_line(backend: str, listening: bool) -> str:
+    """What the operator can press: the stop keys are offered only where a key backend listens for them."""
+    if not listening:
+        return f"keys: {backend}"
+    return f"keys: {backend}; stop with {' or '.join(STOP_KEYS)} or Ctrl-C"
+
+
+def open_rig_arms(rig: Rig, stack: ExitStack, *, leader_motion: str = "still") -> Rig:
+    """The rig whose arms a command drives: a virtual rig's buses start in their own process (and it says so),
+    closed with `stack`; a hardware rig is returned as it is."""
+    if not rig.virtual:
+        return rig
+    from robot.sim.rig_process import VirtualRigProcess  # the emulator only where a rig has virtual arms
+
+    live = stack.enter_context(VirtualRigProcess(rig, leader_motion=leader_motion))
+    print(f"rig {rig.name}: virtual Dynamixel buses started (leaders: {leader_motion})")
+    return live
