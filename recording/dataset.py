@@ -67,6 +67,7 @@ class EpisodeInfo:
     flagged: str = ""  # why the episode is suspect (e.g. the loop ran slow), empty if not
     checkpoint: str = ""  # the policy a correction or rollout came from
     rollout: int | None = None  # the rollout episode a correction was cut from
+    rollout_step: int | None = None  # the step of its rollout at which a correction started (the takeover)
     bytes: int = 0
     created: str = ""
 
@@ -388,7 +389,7 @@ def _info_from_file(path: Path) -> EpisodeInfo:
                        success=None if success is None else bool(success), seed=number("seed"),
                        fps=float(fps) if isinstance(fps, int | float) and fps > 0 else None,
                        dropped=number("dropped_steps") or 0, checkpoint=str(attrs.get("checkpoint", "")),
-                       rollout=number("rollout"), bytes=path.stat().st_size,
+                       rollout=number("rollout"), rollout_step=number("rollout_step"), bytes=path.stat().st_size,
                        created=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(path.stat().st_mtime)))
 
 
