@@ -180,3 +180,12 @@ def open_rig_arms(rig: Rig, stack: ExitStack, *, leader_motion: str = "still") -
     live = stack.enter_context(VirtualRigProcess(rig, leader_motion=leader_motion))
     print(f"rig {rig.name}: virtual Dynamixel buses started (leaders: {leader_motion})")
     return live
+
+
+def describe(*paragraphs: str, width: int = 100) -> str:
+    """A command's --help description: its paragraphs wrapped (the formatter keeps them as they are), then the
+    exit statuses every command shares."""
+    import textwrap
+
+    texts = [*paragraphs, "exit status: 0 done, 1 runtime error, 2 usage error, 130 interrupted"]
+    return "\n\n".join(textwrap.fill(p, width) for p in texts)
