@@ -64,10 +64,9 @@ def _teleop(seconds: float, tmp_path, **kwargs) -> subprocess.CompletedProcess:
                            "--keys", "none"], env=env, capture_output=True, text=True, timeout=120 + seconds, **kwargs)
 
 
-@pytest.mark.slow  # fails about one run in four until the virtual bus answers on time under load (see below)
 def test_sim_teleop_survives_a_busy_machine(busy_machine, tmp_path):
-    """Under this load a leader's bus (plain Sync Read: nine paced status packets, a sleep before each) can
-    miss every retry for a second; the fix belongs in robot/sim/virtual_bus.py's pacing."""
+    """Under this load the virtual buses answer tens of ms late; the sim rig file's bus latency makes the driver
+    wait for the answer instead of retrying into a backlog (which failed one run in two at 12 ms and 1 ms)."""
     result = _teleop(4, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "stopped:" in result.stdout and "no status packet" not in result.stderr
