@@ -72,6 +72,15 @@ def test_sim_teleop_survives_a_busy_machine(busy_machine, tmp_path):
     assert "stopped:" in result.stdout and "no status packet" not in result.stderr
 
 
+def test_scripted_sim_episodes_survive_a_busy_machine(busy_machine, tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "teleop.cli", "--rig", "sim", "--task", "transfer_cube",
+                             "--episodes", "2", "--episode-steps", "50", "--keys", "none"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "episode 2/2" in result.stdout and "no status packet" not in result.stderr
+
+
 @pytest.mark.slow
 def test_sim_teleop_survives_twenty_seconds_on_a_busy_machine(busy_machine, tmp_path):
     result = _teleop(20, tmp_path)
