@@ -95,6 +95,7 @@ class Checkpoint:
     config: PolicyConfig
     stats: NormStats
     meta: CheckpointMeta
+    note: str | None = None  # set when a training run folder was given and its best/ or last/ was taken
 
     def optimizer_state(self) -> dict[str, Any] | None:
         """{"optimizer": ..., "scheduler": ... or None} for resuming; None when the checkpoint has none."""
@@ -110,6 +111,27 @@ class Checkpoint:
     def check_compatible(self, camera_names: Sequence[str], state_dim: int, action_dim: int,
                          source: str = "the rig") -> None:
         check_compatible(self.meta, camera_names, state_dim, action_dim, source=source, checkpoint=str(self.path))
+
+
+def resolve_checkpoint_dir(directory: str | Path) -> tuple[Path, str | None]:
+    """The checkpoint folder to load and a note saying why, when it is not `directory` itself.
+
+    tandem-train writes a run folder (best/, last/, metrics.jsonl); where a checkpoint is expected, such a folder
+    stands for its best/ (the lowest validation loss), else its last/.
+    """
+    path = Path(directory)
+    if not path.is_dir() or (path / MODEL_FILE).exists():
+        return path, None
+    for name, why in (("best", "the lowest validation loss"), ("last", "the latest step; the run has no best/")):
+        if (path / name / MODEL_FILE).is_file():
+            return path / name, f"{path} is a training run: using {path / name} ({why})"
+    return path, None
+
+
+def read_meta(directory: str | Path) -> CheckpointMeta:
+    """A checkpoint's meta.json alone (its step, cameras, extra), without loading the weights."""
+    path = Path(directory)
+    return CheckpointMeta.from_dict(_read_json(path / META_FILE), source=str(path / META_FILE))
 
 
 def save_checkpoint(directory: str | Path, policy: nn.Module, config: PolicyConfig, stats: NormStats, *,
@@ -141,7 +163,7 @@ def save_checkpoint(directory: str | Path, policy: nn.Module, config: PolicyConf
         _write(tmp / MODEL_FILE, safetensors.torch.save(weights, metadata={"format": "pt"}))
         for name, text in encoded.items():
             _write(tmp / name, text.encode())
-        if optimizer is not None or scheduler is not None:
+        if optimizer is not None or scheduler is not None:  # only for resuming: best/ is saved without
             with open(tmp / OPTIMIZER_FILE, "wb") as f:
                 torch.save({"optimizer": optimizer.state_dict() if optimizer is not None else None,
                             "scheduler": scheduler.state_dict() if scheduler is not None else None}, f)
@@ -156,14 +178,21 @@ def save_checkpoint(directory: str | Path, policy: nn.Module, config: PolicyConf
 
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """The policy (eval mode, on `device`), its config, normalization stats and meta; optimizer state on demand."""
-    path = Path(directory)
+    """The policy (eval mode, on `device`), its config, normalization stats and meta; optimizer state on demand.
+
+    A training run folder is accepted too: its best/ (else last/) is loaded and `Checkpoint.note` says so.
+    """
+    path, note = resolve_checkpoint_dir(directory)
     if not path.is_dir():
         leftovers = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
         hint = f"; a save was interrupted while replacing it: the previous one is at {leftovers[-1]}" \
             if leftovers else ""
         raise CheckpointError(f"no checkpoint directory at {path}{hint}")
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if len(missing) == len(REQUIRED_FILES):
+        raise CheckpointError(f"{path} is not a checkpoint (no {', '.join(REQUIRED_FILES)}) and not a training "
+                              f"run (no best/ or last/ checkpoint in it); pass a checkpoint folder, e.g. OUT/best "
+                              "of tandem-train, or the run folder OUT")
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete: missing {', '.join(missing)} "
                               f"(a checkpoint needs {', '.join(REQUIRED_FILES)})")
@@ -193,7 +222,7 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
         raise CheckpointError(f"weights {path / MODEL_FILE} do not fit the {config.policy} policy described by "
                               f"{path / CONFIG_FILE}: {e}") from e
     policy.to(device).eval()
-    checkpoint = Checkpoint(path, policy, config, stats, meta)
+    checkpoint = Checkpoint(path, policy, config, stats, meta, note)
     check_neutral_output(checkpoint, device)
     return checkpoint
 
