@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
 import time
 from contextlib import ExitStack
 
 from calibration.connection import connect
-from calibration.file import CalibrationError
 from robot.clock import RealClock
-from robot.commands import raise_interrupt
+from robot.commands import (
+    STOP_KEYS,
+    Motion,
+    UsageError,
+    add_keys_argument,
+    add_motion_arguments,
+    add_rig_argument,
+    add_verbose_argument,
+    command_parser,
+    describe,
+    keys_line,
+    open_rig_arms,
+    positive_float,
+    positive_int,
+    run_command,
+    setup_process,
+)
 from robot.dynamixel.errors import DynamixelError
-from robot.loop import ControlLoop, Step, TooFarError
+from robot.loop import ControlLoop, Step
 from robot.rig import Rig, load_rig
-from robot.sim.child_process import ChildStartError
-from robot.sim.rig_process import LEADER_MOTIONS, VirtualRigProcess
+from robot.sim.rig_process import LEADER_MOTIONS
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
 from teleop.controller import TeleopController
-from teleop.keys import open_keys
+from teleop.keys import NoKeys, open_keys
 
-STOP_KEYS = ("q", "esc")
+PROG = "tandem-teleop"
 
 
 class StatusLine:
@@ -47,40 +59,37 @@ class StatusLine:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tandem-teleop",
-        description="Leader arms drive follower arms, joint for joint, at the rig's control rate (50 Hz by "
-        "default). At start each follower moves slowly to its leader's pose (or the run is refused if a joint "
-        "is too far away); then every step reads all arms in parallel, maps leader to follower through the "
-        "calibration, clamps to the joint limits and the per-step change, and writes the followers. Stop with "
-        "q, Esc or Ctrl-C: followers hold where they are, then torque goes off (see --on-exit); leaders stay "
-        "limp. With --rig sim (the default) the arms are virtual Dynamixel buses: no hardware needed.",
+    parser = command_parser(
+        PROG,
+        describe(
+            "Leader arms drive follower arms, joint for joint, at the rig's control rate (50 Hz by default). At "
+            "start each follower moves slowly to its leader's pose (or the run is refused if a joint is too far "
+            "away); then every step reads all arms in parallel, maps leader to follower through the calibration, "
+            "clamps to the joint limits and the per-step change, and writes the followers.",
+            "Stop with q, Esc or Ctrl-C (Ctrl-C or SIGTERM only, where no key backend is available): followers "
+            "hold where they are, then torque goes off (see --on-exit); leaders stay limp.",
+            "With --rig sim (the default) the arms are virtual Dynamixel buses: no hardware needed."),
     )
-    parser.add_argument("--rig", default="sim", help="rig YAML file, or a preset: aloha, sim (default: sim)")
-    parser.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: run until stopped)")
-    parser.add_argument("--max-step", type=float, default=0.1, metavar="RAD",
-                        help="largest change of a follower joint per step, rad (default 0.1 = 5 rad/s at 50 Hz)")
-    parser.add_argument("--approach-speed", type=float, default=0.5, metavar="RAD_S",
-                        help="joint speed of the slow move to the leaders' pose at start, rad/s (default 0.5)")
-    parser.add_argument("--refuse-above", type=float, default=1.5, metavar="RAD",
-                        help="refuse to start if a follower joint is further than this from its target (default 1.5)")
+    add_rig_argument(parser)
+    parser.add_argument("--seconds", type=positive_float, metavar="S", help="stop after this long; unset: run "
+                        "until stopped")
+    add_motion_arguments(parser)
     parser.add_argument("--on-exit", choices=("off", "hold"), default="off",
-                        help="followers at exit: hold half a second then torque off (off, default), or keep holding")
-    parser.add_argument("--keys", choices=("auto", "pynput", "terminal", "none"), default="auto",
-                        help="operator key backend (auto: pynput with a display, else this terminal)")
+                        help="followers at exit: hold half a second then torque off, or keep holding")
+    add_keys_argument(parser)
     parser.add_argument("--leader-motion", choices=LEADER_MOTIONS, default="sine",
-                        help="sim rig only: how the virtual leaders move (default sine; still = they rest)")
+                        help="virtual rig only: how the virtual leaders move (still = they rest)")
     sim = parser.add_argument_group("simulated tasks (--rig sim)", "with --task, the virtual arms live in a "
                                     "MuJoCo world (gym-aloha's bimanual ViperX scene) and a scripted operator moves "
                                     "the leaders; each episode is reset to a seed and runs in lockstep with the "
                                     "simulation, then its max reward (0..4) and success are printed")
     sim.add_argument("--task", choices=TASK_NAMES, help="transfer_cube or insertion")
-    sim.add_argument("--episodes", type=int, default=1, help="seeded episodes to run (default 1)")
+    sim.add_argument("--episodes", type=positive_int, default=1, help="seeded episodes to run")
     sim.add_argument("--seed", type=int, default=0, help="seed of the first episode; the next ones count up")
-    sim.add_argument("--episode-steps", type=int, default=0, metavar="N",
-                     help="control steps per episode (default: the task's, 400 = 8 s)")
+    sim.add_argument("--episode-steps", type=positive_int, metavar="N",
+                     help="control steps per episode; unset: the task's, 400 = 8 s")
     sim.add_argument("--realtime", action="store_true", help="pace the simulation at wall-clock speed")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log bus retries")
+    add_verbose_argument(parser)
     return parser
 
 
@@ -101,56 +110,34 @@ def run_sim_task(args: argparse.Namespace, rig: Rig) -> int:
                                      realtime=args.realtime)
                 results.append(result)
                 print(f"episode {i + 1}/{args.episodes} {result.line()}", flush=True)
-    except KeyboardInterrupt:
-        print("interrupted; arms released", file=sys.stderr)
-    except ChildStartError as exc:
-        print(f"tandem-teleop: {exc}", file=sys.stderr)
-        return 1
-    if results:
-        wins = sum(r.success for r in results)
-        print(f"{args.task}: {wins}/{len(results)} episodes succeeded")
-    return 0 if len(results) == args.episodes else 130
+    finally:  # also when interrupted: what was finished is reported
+        if results:
+            wins = sum(r.success for r in results)
+            print(f"{args.task}: {wins}/{len(results)} episodes succeeded")
+    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        rig = load_rig(args.rig)
-    except ValueError as exc:
-        print(f"tandem-teleop: {exc}", file=sys.stderr)
-        return 2
-    if args.task is not None:
-        if not rig.virtual:
-            print(f"tandem-teleop: --task needs the simulated rig (--rig sim); {rig.source} has hardware arms",
-                  file=sys.stderr)
-            return 2
-        try:
-            return run_sim_task(args, rig)
-        except (DynamixelError, CalibrationError) as exc:
-            print(f"tandem-teleop: {exc}", file=sys.stderr)
-            return 1
+def teleop(args: argparse.Namespace, rig: Rig) -> int:
+    motion = Motion.from_args(args)
     loop = None
     interrupted = False
     try:
         with ExitStack() as stack:
-            if rig.virtual:
-                rig = stack.enter_context(VirtualRigProcess(rig, leader_motion=args.leader_motion))
-                print(f"rig {rig.name}: virtual Dynamixel buses started (leaders: {args.leader_motion})")
+            rig = open_rig_arms(rig, stack, leader_motion=args.leader_motion)
             connected = stack.enter_context(connect(rig, torque_off_at_exit=args.on_exit == "off"))
             keys = open_keys(args.keys)
             stack.callback(keys.close)
-            print(f"keys: {keys.backend}; stop with {' or '.join(STOP_KEYS)} or Ctrl-C")
+            print(keys_line(keys.backend, not isinstance(keys, NoKeys)))
             status = StatusLine()
             loop = ControlLoop(connected.arms, TeleopController(connected.joint_maps()), connected.limits(),
-                               RealClock(), rate_hz=rig.control_hz, max_step_rad=args.max_step, observers=[status])
+                               RealClock(), rate_hz=rig.control_hz, max_step_rad=motion.max_step,
+                               observers=[status])
             stack.callback(loop.close)
-            steps = loop.approach(args.approach_speed, args.refuse_above)
+            steps = loop.approach(motion.approach_speed, motion.refuse_above)
             if steps:
                 print(f"followers moved to the leaders' pose in {steps * loop.period:.1f} s")
             print(f"teleop at {rig.control_hz:g} Hz")
-            end = time.monotonic() + args.seconds if args.seconds > 0 else float("inf")
+            end = time.monotonic() + args.seconds if args.seconds else float("inf")
 
             def stop_requested(step: Step) -> bool:
                 return time.monotonic() >= end or any(k in STOP_KEYS for k in keys.events())
@@ -162,22 +149,29 @@ def main(argv: list[str] | None = None) -> int:
             if status.enabled:
                 sys.stderr.write("\n")
             print(f"stopped: {loop.summary().line()}")
-    except KeyboardInterrupt:
-        print("interrupted before teleop began; arms released", file=sys.stderr)
-        return 130
-    except (TooFarError, ChildStartError) as exc:
-        print(f"tandem-teleop: {exc}", file=sys.stderr)
-        return 1
-    except (DynamixelError, CalibrationError) as exc:
+    except DynamixelError:
         if loop is not None and loop.stats.steps:
             print(f"stopped after {loop.stats.steps} steps: followers held, then released; "
                   f"{loop.summary().line()}", file=sys.stderr)
-        print(f"tandem-teleop: {exc}", file=sys.stderr)
-        return 1
+        raise
     if interrupted:
-        print("interrupted; arms released", file=sys.stderr)
-        return 130
+        raise KeyboardInterrupt
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    rig = load_rig(args.rig)
+    if args.task is None:
+        return teleop(args, rig)
+    if not rig.virtual:
+        raise UsageError(f"--task needs the simulated rig (--rig sim); {rig.source} has hardware arms")
+    return run_sim_task(args, rig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_process(args.verbose)
+    return run_command(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,14 @@ from robot.sim.sim_clock import SimClock
 from robot.sim.world_process import SimWorldProcess
 from teleop.controller import TeleopController
 
+MAX_REWARD = 4  # gym-aloha's tasks: 4 stages, success = all four
+
+
+def reward_text(max_reward: int, success: bool, reached: str = "") -> str:
+    """'max reward 3/4 (lifted), failure': how every command reports a simulated episode's outcome."""
+    stage = f" ({reached})" if reached else ""
+    return f"max reward {max_reward}/{MAX_REWARD}{stage}, {'success' if success else 'failure'}"
+
 
 @dataclass(frozen=True)
 class EpisodeResult:
@@ -27,8 +35,7 @@ class EpisodeResult:
     wall_s: float
 
     def line(self) -> str:
-        verdict = "success" if self.success else "failure"
-        return (f"seed {self.seed}: max reward {self.max_reward}/4, {verdict} "
+        return (f"seed {self.seed}: {reward_text(self.max_reward, self.success)} "
                 f"({self.steps} steps in {self.wall_s:.1f} s wall, {self.steps / self.wall_s:.0f} steps/s)")
 
 
