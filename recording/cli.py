@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
 from contextlib import ExitStack
 
-from calibration.connection import ConnectedRig, connect
-from calibration.file import CalibrationError
-from calibration.poses import GRIPPER
-from recording.dataset import DatasetError
-from recording.keyed import START_KEYS, KeyedRecording
+from calibration.connection import connect
+from recording.keyed import START_KEYS, KeyedRecording, leader_grippers
 from recording.layout import StateLayout
 from recording.session import (
     EpisodeSlot,
@@ -24,61 +19,83 @@ from recording.session import (
 )
 from robot.cameras import Camera
 from robot.clock import RealClock
-from robot.commands import image_size, raise_interrupt
-from robot.dynamixel.errors import DynamixelError
-from robot.loop import ControlLoop, Step, TooFarError
-from robot.rig import Rig, load_rig
-from robot.sim.child_process import ChildStartError
+from robot.commands import (
+    Motion,
+    UsageError,
+    add_keys_argument,
+    add_motion_arguments,
+    add_rig_argument,
+    add_verbose_argument,
+    command_parser,
+    describe,
+    image_size,
+    is_sim_world,
+    keys_line,
+    open_rig_arms,
+    positive_float,
+    positive_int,
+    run_command,
+    setup_process,
+)
+from robot.loop import ControlLoop
+from robot.rig import SIM_DEVICE, Rig, load_rig
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
 from teleop.controller import TeleopController
-from teleop.keys import open_keys
+from teleop.keys import NoKeys, open_keys
+
+PROG = "tandem-record"
+HARDWARE_EPISODE_S = 20.0
+
+
+def jpeg_quality(text: str) -> int:
+    quality = positive_int(text)
+    if quality > 100:
+        raise argparse.ArgumentTypeError(f"{quality} is not within 1..100")
+    return quality
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tandem-record",
-        description="Record episodes into a dataset folder (ALOHA-layout HDF5 files plus dataset.json). On a "
-        "hardware rig the leaders drive the followers as in tandem-teleop; each episode starts on space or when "
-        "both leader grippers are closed, runs for --seconds (s stops early) and is written while it is "
+    parser = command_parser(PROG, describe(
+        "Record episodes into a dataset folder (ALOHA-layout HDF5 files plus dataset.json).",
+        "On a hardware rig the leaders drive the followers as in tandem-teleop; each episode starts on space or "
+        "when both leader grippers are closed, runs for --seconds (s stops early) and is written while it is "
         "recorded, so the next one can start at once. r re-records the last episode, d discards it, q quits. "
-        "An episode whose loop rate fell too low is flagged and you are asked whether to keep it. With --rig sim "
-        "(the default) the scripted operator performs seeded episodes of --task in the MuJoCo world.",
-    )
-    parser.add_argument("--rig", default="sim", help="rig YAML file, or a preset: aloha, sim (default: sim)")
+        "An episode whose loop rate fell too low is flagged and you are asked whether to keep it. Where no key "
+        "backend is available, episodes start by the grippers only and Ctrl-C ends the session.",
+        "With --rig sim (the default) the scripted operator performs seeded episodes of --task in the MuJoCo "
+        "world. Ctrl-C stops at once: finished episodes are kept, the one being recorded is discarded."))
+    add_rig_argument(parser)
     parser.add_argument("--dataset", required=True, help="dataset folder (created if missing; appended to if it "
                         "was recorded with the same rig, cameras and rate)")
-    parser.add_argument("--episodes", type=int, default=1, help="episodes to record (default 1)")
-    parser.add_argument("--seconds", type=float, default=0.0,
-                        help="length of an episode (default: 20 s on hardware, the task's 8 s in sim)")
+    parser.add_argument("--episodes", type=positive_int, default=1, help="episodes to record")
+    parser.add_argument("--seconds", type=positive_float, metavar="S",
+                        help=f"length of an episode; unset: {HARDWARE_EPISODE_S:g} s on hardware, the task's 8 s "
+                        "in sim")
     parser.add_argument("--raw", action="store_true",
                         help="store raw frames (T, H, W, 3) instead of JPEG rows (ALOHA's compressed layout)")
-    parser.add_argument("--jpeg-quality", type=int, default=50, metavar="Q", help="JPEG quality 1..100 (default "
-                        "50, as ALOHA)")
-    parser.add_argument("--min-rate", type=float, default=0.95, metavar="SHARE",
-                        help="flag an episode whose loop rate fell below this share of the rig's (default 0.95)")
+    parser.add_argument("--jpeg-quality", type=jpeg_quality, default=50, metavar="Q",
+                        help="JPEG quality 1..100 (50 as ALOHA)")
+    parser.add_argument("--min-rate", type=positive_float, default=0.95, metavar="SHARE",
+                        help="flag an episode whose loop rate fell below this share of the rig's")
     parser.add_argument("--start", choices=("any", "key", "gesture"), default="any",
                         help="hardware: what starts an episode: space, closing both leader grippers, or either")
-    parser.add_argument("--keys", choices=("auto", "pynput", "terminal", "none"), default="auto",
-                        help="operator key backend (auto: pynput with a display, else this terminal)")
-    parser.add_argument("--max-step", type=float, default=0.1, metavar="RAD",
-                        help="largest change of a follower joint per step, rad (default 0.1)")
-    parser.add_argument("--approach-speed", type=float, default=0.5, metavar="RAD_S",
-                        help="joint speed of the slow move to the leaders' pose at start, rad/s (default 0.5)")
+    add_keys_argument(parser)
+    add_motion_arguments(parser)
     sim = parser.add_argument_group("simulated rig (--rig sim)")
-    sim.add_argument("--task", choices=TASK_NAMES, default="transfer_cube", help="default transfer_cube")
+    sim.add_argument("--task", choices=TASK_NAMES, default="transfer_cube", help="the simulated task")
     sim.add_argument("--seed", type=int, default=0, help="seed of the first episode; the next ones count up")
     sim.add_argument("--image-size", type=image_size, metavar="HxW",
-                     help="rendered camera size (default: the rig file's, 480x640)")
+                     help="rendered camera size; unset: the rig file's, 480x640")
     sim.add_argument("--realtime", action="store_true", help="pace the simulation at wall-clock speed")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log bus retries")
+    add_verbose_argument(parser)
     return parser
 
 
 def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> int:
     from robot.sim.world_process import SimWorldProcess  # MuJoCo only for the simulated rig
-    from teleop.sim_episodes import run_episode
+    from teleop.sim_episodes import reward_text, run_episode
 
-    steps = round(args.seconds * rig.control_hz) if args.seconds > 0 else EPISODE_STEPS[args.task]
+    steps = round(args.seconds * rig.control_hz) if args.seconds else EPISODE_STEPS[args.task]
     world = SimWorldProcess(rig, args.task, image_size=args.image_size)
     saved = 0
     with world as live, connect(live, **world.bus_options) as connected, ExitStack() as stack:
@@ -104,8 +121,7 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
             episode, summary = slot.finish(rate_hz=rig.control_hz, options=options, stop_reason="time",
                                            success=result.success, seed=seed, attrs={"max_reward": result.max_reward})
             saved += 1
-            verdict = "success" if result.success else "failure"
-            print(f"episode {episode.index} (seed {seed}): max reward {result.max_reward}/4, {verdict}; "
+            print(f"episode {episode.index} (seed {seed}): {reward_text(result.max_reward, result.success)}; "
                   f"{summary.steps} steps in {result.wall_s:.1f} s, {summary.bytes / 1e6:.1f} MB, "
                   f"{summary.dropped} dropped, closed in {summary.close_s:.2f} s", flush=True)
     print(f"{saved} episode(s) recorded into {args.dataset}")
@@ -115,31 +131,34 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
 def record_hardware(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> int:
     from robot.cameras import open_cameras
 
-    steps = round((args.seconds or 20.0) * rig.control_hz)
+    motion = Motion.from_args(args)
+    steps = round((args.seconds or HARDWARE_EPISODE_S) * rig.control_hz)
     with ExitStack() as stack:
-        if rig.virtual:  # the simulated rig without a world: virtual arms on a kinematic bench, no cameras
-            from robot.sim.rig_process import VirtualRigProcess
-
-            rig = stack.enter_context(VirtualRigProcess(rig, leader_motion="sine"))
+        keys = open_keys(args.keys)
+        stack.callback(keys.close)
+        listening = not isinstance(keys, NoKeys)
+        if not listening and args.start == "key":
+            raise UsageError(f"--start key needs a key backend, and none is available ({keys.backend}); "
+                             "use --start gesture, or run in a terminal or with a display")
+        rig = open_rig_arms(rig, stack, leader_motion="sine")  # virtual arms on a kinematic bench, no cameras
         connected = stack.enter_context(connect(rig))
-        cameras: dict[str, Camera] = open_cameras([c for c in rig.cameras if c.device != "sim"])
+        cameras: dict[str, Camera] = open_cameras([c for c in rig.cameras if c.device != SIM_DEVICE])
         stack.callback(lambda: [c.close() for c in cameras.values()])
         sizes = {c.name: (c.height, c.width) for c in rig.cameras if c.name in cameras}
         dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, options.compress))
         stack.callback(dataset.close)
         warn_if_low_space(dataset, steps, args.episodes)
-        keys = open_keys(args.keys)
-        stack.callback(keys.close)
-        print(f"keys: {keys.backend}")
+        print(keys_line(keys.backend, listening))
         loop = ControlLoop(connected.arms, TeleopController(connected.joint_maps()), connected.limits(),
-                           RealClock(), rate_hz=rig.control_hz, max_step_rad=args.max_step)
+                           RealClock(), rate_hz=rig.control_hz, max_step_rad=motion.max_step)
         stack.callback(loop.close)
-        loop.approach(args.approach_speed, 1.5)
+        loop.approach(motion.approach_speed, motion.refuse_above)
         loop.reset_stats()
         session = KeyedRecording(dataset, StateLayout.from_connected(connected), cameras, options,
                                  episodes=args.episodes, steps=steps, rate_hz=rig.control_hz, keys=keys.events,
                                  leader_grippers=None if args.start == "key" else leader_grippers(connected),
-                                 start_keys=() if args.start == "gesture" else START_KEYS)
+                                 start_keys=START_KEYS if listening and args.start != "gesture" else (),
+                                 listening=listening)
         loop.observers.append(session)
         try:
             loop.run(session.until)
@@ -149,39 +168,18 @@ def record_hardware(args: argparse.Namespace, rig: Rig, options: RecordOptions) 
     return 0
 
 
-def leader_grippers(connected: ConnectedRig):
-    """Each leader's gripper opening (0 closed .. 1 open), from a loop step."""
-    leaders = [(a.name, connected.arms[a.name].joint_names.index(GRIPPER), connected.calibrations[a.name])
-               for a in connected.rig.leaders]
-
-    def openings(step: Step) -> list[float]:
-        return [float(cal.gripper_normalized(step.states[name].position[i])) for name, i, cal in leaders]
-
-    return openings
+def run(args: argparse.Namespace) -> int:
+    options = RecordOptions(compress=not args.raw, jpeg_quality=args.jpeg_quality, min_rate_ratio=args.min_rate)
+    rig = load_rig(args.rig)
+    if is_sim_world(rig):
+        return record_sim(args, rig, options)
+    return record_hardware(args, rig, options)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    if args.episodes < 1:
-        print("tandem-record: --episodes must be at least 1", file=sys.stderr)
-        return 2
-    if not 1 <= args.jpeg_quality <= 100:
-        print("tandem-record: --jpeg-quality must be within 1..100", file=sys.stderr)
-        return 2
-    options = RecordOptions(compress=not args.raw, jpeg_quality=args.jpeg_quality, min_rate_ratio=args.min_rate)
-    try:
-        rig = load_rig(args.rig)
-        if rig.virtual and any(c.device == "sim" for c in rig.cameras):
-            return record_sim(args, rig, options)
-        return record_hardware(args, rig, options)
-    except KeyboardInterrupt:
-        print("interrupted: finished episodes are kept", file=sys.stderr)
-        return 130
-    except (ValueError, DynamixelError, CalibrationError, DatasetError, TooFarError, OSError, ChildStartError) as exc:
-        print(f"tandem-record: {exc}", file=sys.stderr)
-        return 1
+    setup_process(args.verbose)
+    return run_command(PROG, lambda: run(args), interrupted="interrupted; finished episodes are kept, arms released")
 
 
 if __name__ == "__main__":

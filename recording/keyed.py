@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from calibration.connection import ConnectedRig
+from calibration.poses import GRIPPER
 from recording.dataset import Dataset
 from recording.layout import StateLayout
 from recording.session import EpisodeSlot, ProgressLine, RecordOptions
 from robot.cameras import Camera
 from robot.clock import PeriodStats
+from robot.commands import STOP_KEYS
 from robot.loop import Step
 
 START_KEYS = ("space", "enter")
 STOP_KEY = "s"
 RERECORD_KEY = "r"
 DISCARD_KEY = "d"
-QUIT_KEYS = ("q", "esc")
+QUIT_KEYS = STOP_KEYS
 GESTURE_CLOSED = 0.15  # both leader grippers at most this open (0 closed .. 1 open) starts an episode
 GESTURE_REARM = 0.5  # ...once they have been opened past this since the last episode
 
@@ -30,7 +33,7 @@ class KeyedRecording:
     def __init__(self, dataset: Dataset, layout: StateLayout, cameras: Mapping[str, Camera], options: RecordOptions,
                  *, episodes: int, steps: int, rate_hz: float, keys: Callable[[], list[str]],
                  leader_grippers: Callable[[Step], list[float]] | None, start_keys: tuple[str, ...] = START_KEYS,
-                 say: Callable[[str], None] = print) -> None:
+                 listening: bool = True, say: Callable[[str], None] = print) -> None:
         self.dataset = dataset
         self.layout = layout
         self.cameras = cameras
@@ -41,6 +44,7 @@ class KeyedRecording:
         self.keys = keys
         self.leader_grippers = leader_grippers  # None: start by key only
         self.start_keys = start_keys  # empty: start by the gesture only
+        self.listening = listening  # False: no key backend, so no key is offered (Ctrl-C ends the session)
         self.say = say
         self.saved: list[int] = []
         self.slot: EpisodeSlot | None = None
@@ -55,8 +59,9 @@ class KeyedRecording:
         ways = ["press space"] if self.start_keys else []
         if self.leader_grippers is not None:
             ways.append("close both leader grippers")
-        self.say(f"episode {len(self.saved) + 1}/{self.episodes}: {' or '.join(ways)} to start "
-                 f"({RERECORD_KEY}: re-record the last, {DISCARD_KEY}: discard the last, q: quit)")
+        keys = (f"{RERECORD_KEY}: re-record the last, {DISCARD_KEY}: discard the last, {QUIT_KEYS[0]}: quit"
+                if self.listening else "Ctrl-C: quit")
+        self.say(f"episode {len(self.saved) + 1}/{self.episodes}: {' or '.join(ways)} to start ({keys})")
 
     # -- the loop's observer and stop condition ----------------------------------------------------
     def __call__(self, step: Step) -> None:
@@ -106,7 +111,8 @@ class KeyedRecording:
         self.slot = EpisodeSlot(self.dataset, self.layout, self.cameras, self.options)
         self.progress = ProgressLine(self.slot, self.steps)
         self.stats = PeriodStats(1.0 / self.rate_hz)
-        self.say(f"recording episode {self.slot.index} ({self.steps / self.rate_hz:.0f} s; {STOP_KEY} stops early)")
+        early = f"; {STOP_KEY} stops early" if self.listening else ""
+        self.say(f"recording episode {self.slot.index} ({self.steps / self.rate_hz:.0f} s{early})")
 
     def _record(self, step: Step, keys: list[str]) -> None:
         self.stats.record(step.t)
@@ -128,7 +134,10 @@ class KeyedRecording:
         self.saved.append(episode.index)
         self.say(f"episode {episode.index}: {episode.length} steps, {episode.fps or 0:.1f} Hz, "
                  f"{summary.dropped} dropped, {summary.bytes / 1e6:.1f} MB, written in {summary.close_s:.2f} s")
-        if episode.flagged and not self.done:
+        if episode.flagged and not self.done and not self.listening:
+            self.say(f"episode {episode.index} is suspect: {episode.flagged}; kept (no keys to ask with), "
+                     "tandem-inspect lists it as flagged")
+        elif episode.flagged and not self.done:
             self.asking = episode.index
             self.say(f"episode {episode.index} is suspect: {episode.flagged}. Keep it? y / n")
             return
@@ -153,3 +162,14 @@ class KeyedRecording:
         index = self.saved.pop()
         self.dataset.remove(index)
         self.say(f"episode {index} discarded{' ' + why if why else ''}")
+
+
+def leader_grippers(connected: ConnectedRig) -> Callable[[Step], list[float]]:
+    """Each leader's gripper opening (0 closed .. 1 open), from a loop step: the start gesture's input."""
+    leaders = [(a.name, connected.arms[a.name].joint_names.index(GRIPPER), connected.calibrations[a.name])
+               for a in connected.rig.leaders]
+
+    def openings(step: Step) -> list[float]:
+        return [float(cal.gripper_normalized(step.states[name].position[i])) for name, i, cal in leaders]
+
+    return openings

@@ -15,7 +15,7 @@ import pytest
 
 from calibration.connection import connect
 from calibration.poses import GRIPPER
-from recording.cli import leader_grippers
+from recording.keyed import leader_grippers
 from recording.cli import main as record_main
 from recording.dataset import Dataset, DatasetInfo
 from recording.inspect import main as inspect_main
