@@ -19,11 +19,33 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from recording.dataset import INDEX, Dataset, DatasetError
+from recording.dataset import INDEX, Dataset, DatasetError, EpisodeInfo
 from recording.reader import EpisodeFormatError, EpisodeReader
+from robot.commands import add_verbose_argument, command_parser, describe, existing_folder, run_command, setup_process
+
+PROG = "tandem-inspect"
 
 PANEL = (150, 420)  # height, width of one joint's panel
 QPOS_COLOR, ACTION_COLOR = (200, 90, 20), (30, 140, 240)  # BGR: blue observed, orange action
+
+
+def episode_rate(dataset: Dataset, episode: EpisodeInfo) -> float | None:
+    """The rate an episode ran at: the loop's achieved rate where it was measured (at the rig), else from its
+    control timestamps (simulated episodes run on simulated time), else its fps attribute."""
+    if episode.fps:
+        return episode.fps
+    path = dataset.path(episode.index)
+    if not path.exists():
+        return None
+    try:
+        with EpisodeReader(path) as ep:
+            t = ep.optional("/timestamps/control")
+            if t is not None and len(t) > 1 and np.all(np.isfinite(t)) and t[-1] > t[0]:
+                return float((len(t) - 1) / (t[-1] - t[0]))
+            fps = ep.attrs.get("fps")
+    except (EpisodeFormatError, OSError):
+        return None  # check_files names what is wrong with it
+    return float(fps) if isinstance(fps, int | float) and fps > 0 else None
 
 
 def summary_table(dataset: Dataset) -> str:
@@ -33,8 +55,9 @@ def summary_table(dataset: Dataset) -> str:
     for e in dataset.episodes():
         size = dataset.path(e.index).stat().st_size if dataset.path(e.index).exists() else e.bytes
         success = "-" if e.success is None else ("yes" if e.success else "no")
+        rate = episode_rate(dataset, e)
         rows.append((str(e.index), e.kind, str(e.length), f"{e.length / fps:.1f}",
-                     f"{e.fps:.1f}" if e.fps else "-", str(e.dropped), success, f"{size / 1e6:.1f}", e.flagged))
+                     f"{rate:.1f}" if rate else "-", str(e.dropped), success, f"{size / 1e6:.1f}", e.flagged))
         total_steps += e.length
         total_bytes += size
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -138,46 +161,47 @@ def open_video(path: Path, fps: float, width: int, height: int) -> cv2.VideoWrit
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tandem-inspect",
-        description="Summarize a dataset: episodes, lengths, achieved rate, dropped steps, kinds, success, size; "
-        "then open and check every episode file (layout, shapes, length against dataset.json, finite values, "
-        "images) and print its status. Exits 1 when a file is bad, missing or not in dataset.json. "
+    parser = command_parser(PROG, describe(
+        "Summarize a dataset: episodes, lengths, achieved rate, dropped steps, kinds, success, size; then open "
+        "and check every episode file (layout, shapes, length against dataset.json, finite values, images) and "
+        "print its status. Exits 1 when a file is bad, missing or not in dataset.json.",
         "With --episode K, also write episode_K_joints.png (each joint's observed position and action over "
-        "time) and episode_K_cameras.mp4 (the cameras side by side) into --out.",
-    )
-    parser.add_argument("--dataset", required=True, help="dataset folder (ours, or one recorded by ALOHA's scripts)")
+        "time) and episode_K_cameras.mp4 (the cameras side by side) into --out."))
+    parser.add_argument("--dataset", required=True, type=existing_folder,
+                        help="dataset folder (ours, or one recorded by ALOHA's scripts)")
     parser.add_argument("--episode", type=int, help="episode to plot and render")
-    parser.add_argument("--out", help="where to write the plot and video (default: the dataset folder)")
+    parser.add_argument("--out", help="where to write the plot and video; unset: the dataset folder")
     parser.add_argument("--no-video", action="store_true", help="write the plot only")
+    add_verbose_argument(parser)
     return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = Dataset.open(args.dataset)
+    print(summary_table(dataset))
+    problems = check_files(dataset)
+    if problems:
+        print(f"{PROG}: {len(problems)} episode file(s) need attention: "
+              f"{', '.join(name for name, _ in problems)}", file=sys.stderr)
+    if args.episode is None:
+        return 1 if problems else 0
+    out = Path(args.out) if args.out else dataset.root
+    out.mkdir(parents=True, exist_ok=True)
+    with EpisodeReader(dataset.path(dataset.episode(args.episode).index)) as reader:
+        plot = out / f"episode_{args.episode}_joints.png"
+        plot_joints(reader, plot)
+        print(f"wrote {plot}")
+        if not args.no_video:
+            video = out / f"episode_{args.episode}_cameras.mp4"
+            frames = camera_video(reader, video, dataset.info.fps)
+            print(f"wrote {video} ({frames} frames)" if frames else "no cameras in this episode: no video")
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        dataset = Dataset.open(args.dataset)
-        print(summary_table(dataset))
-        problems = check_files(dataset)
-        if problems:
-            print(f"tandem-inspect: {len(problems)} episode file(s) need attention: "
-                  f"{', '.join(name for name, _ in problems)}", file=sys.stderr)
-        if args.episode is None:
-            return 1 if problems else 0
-        out = Path(args.out) if args.out else dataset.root
-        out.mkdir(parents=True, exist_ok=True)
-        with EpisodeReader(dataset.path(dataset.episode(args.episode).index)) as reader:
-            plot = out / f"episode_{args.episode}_joints.png"
-            plot_joints(reader, plot)
-            print(f"wrote {plot}")
-            if not args.no_video:
-                video = out / f"episode_{args.episode}_cameras.mp4"
-                frames = camera_video(reader, video, dataset.info.fps)
-                print(f"wrote {video} ({frames} frames)" if frames else "no cameras in this episode: no video")
-        return 1 if problems else 0
-    except (DatasetError, EpisodeFormatError, OSError) as exc:
-        print(f"tandem-inspect: {exc}", file=sys.stderr)
-        return 1
+    setup_process(args.verbose)
+    return run_command(PROG, lambda: run(args), interrupted="interrupted")
 
 
 if __name__ == "__main__":

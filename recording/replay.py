@@ -10,23 +10,32 @@ the same scene and its reward is printed.
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
 
 import numpy as np
 
 from calibration.connection import ConnectedRig, connect
-from calibration.file import CalibrationError
-from recording.dataset import Dataset, DatasetError
+from recording.dataset import Dataset
 from recording.layout import StateLayout
 from recording.playback import ReplayController
 from recording.reader import EpisodeFormatError, EpisodeReader
 from robot.clock import RealClock
-from robot.commands import raise_interrupt
-from robot.dynamixel.errors import DynamixelError
-from robot.loop import ControlLoop, TooFarError
-from robot.rig import load_rig
+from robot.commands import (
+    Motion,
+    add_motion_arguments,
+    add_rig_argument,
+    add_verbose_argument,
+    command_parser,
+    describe,
+    existing_folder,
+    is_sim_world,
+    run_command,
+    setup_process,
+)
+from robot.loop import ControlLoop
+from robot.rig import Rig, load_rig
+
+PROG = "tandem-replay"
 
 
 def check_layout(reader: EpisodeReader, layout: StateLayout) -> None:
@@ -56,60 +65,52 @@ def replay(connected: ConnectedRig, actions: np.ndarray, clock: object, *, rate_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tandem-replay",
-        description="Replay a recorded episode's actions on the followers at the recorded rate, after a slow "
-        "move to its first pose. Ctrl-C stops with the followers holding. With --rig sim the world is reset to "
-        "the episode's seed and the task's reward is printed at the end.",
-    )
-    parser.add_argument("--dataset", required=True, help="dataset folder")
+    parser = command_parser(PROG, describe(
+        "Replay a recorded episode's actions on the followers at the recorded rate, after a slow move to its "
+        "first pose. Ctrl-C stops with the followers holding, then released.",
+        "With --rig sim the world is reset to the episode's seed and the task's reward is printed at the end."))
+    parser.add_argument("--dataset", required=True, type=existing_folder, help="dataset folder")
     parser.add_argument("--episode", type=int, required=True, help="episode number")
-    parser.add_argument("--rig", default="sim", help="rig YAML file, or a preset: aloha, sim (default: sim)")
-    parser.add_argument("--max-step", type=float, default=0.1, metavar="RAD",
-                        help="largest change of a follower joint per step, rad (default 0.1)")
-    parser.add_argument("--approach-speed", type=float, default=0.5, metavar="RAD_S",
-                        help="joint speed of the move to the first pose, rad/s (default 0.5)")
-    parser.add_argument("--refuse-above", type=float, default=1.5, metavar="RAD",
-                        help="refuse if a joint is further than this from the first pose (default 1.5)")
+    add_rig_argument(parser)
+    add_motion_arguments(parser)
     parser.add_argument("--realtime", action="store_true", help="sim: pace the simulation at wall-clock speed")
+    add_verbose_argument(parser)
     return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = Dataset.open(args.dataset)
+    motion = Motion.from_args(args)
+    with EpisodeReader(dataset.path(dataset.episode(args.episode).index)) as reader:
+        actions = reader.array("/action", finite=True).astype(np.float64)
+        rig = load_rig(args.rig)
+        rate = float(reader.attrs.get("fps", rig.control_hz))
+        options = dict(rate_hz=rate, max_step_rad=motion.max_step, approach_speed=motion.approach_speed,
+                       refuse_above=motion.refuse_above)
+        if is_sim_world(rig):
+            return _replay_sim(args, rig, reader, actions, dataset.info.task, options)
+        with connect(rig) as connected:
+            check_layout(reader, StateLayout.from_connected(connected))
+            print(f"replaying episode {args.episode} ({len(actions)} steps at {rate:g} Hz)")
+            loop = replay(connected, actions, RealClock(), **options)
+            print(f"done: {loop.summary().line()}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        dataset = Dataset.open(args.dataset)
-        reader = EpisodeReader(dataset.path(dataset.episode(args.episode).index))
-        with reader:
-            actions = reader.array("/action", finite=True).astype(np.float64)
-            attrs = reader.attrs
-            rig = load_rig(args.rig)
-            rate = float(attrs.get("fps", rig.control_hz))
-            options = dict(rate_hz=rate, max_step_rad=args.max_step, approach_speed=args.approach_speed,
-                           refuse_above=args.refuse_above)
-            if rig.virtual and any(c.device == "sim" for c in rig.cameras):
-                return _replay_sim(args, rig, reader, actions, attrs, dataset.info.task, options)
-            with connect(rig) as connected:
-                check_layout(reader, StateLayout.from_connected(connected))
-                print(f"replaying episode {args.episode} ({len(actions)} steps at {rate:g} Hz)")
-                loop = replay(connected, actions, RealClock(), **options)
-                print(f"done: {loop.summary().line()}")
-        return 0
-    except KeyboardInterrupt:
-        print("interrupted; followers held, then released", file=sys.stderr)
-        return 130
-    except (DatasetError, EpisodeFormatError, ValueError, DynamixelError, CalibrationError, TooFarError) as exc:
-        print(f"tandem-replay: {exc}", file=sys.stderr)
-        return 1
+    setup_process(args.verbose)
+    return run_command(PROG, lambda: run(args), interrupted="interrupted; followers held, then released")
 
 
-def _replay_sim(args, rig, reader, actions, attrs, task, options) -> int:
+def _replay_sim(args: argparse.Namespace, rig: Rig, reader: EpisodeReader, actions: np.ndarray, task: str | None,
+                options: dict) -> int:
     from robot.sim.sim_clock import SimClock
     from robot.sim.tasks import TASK_NAMES
     from robot.sim.world_process import SimWorldProcess
+    from teleop.sim_episodes import reward_text
 
+    attrs = reader.attrs
     task = str(attrs.get("task", task))
     if task not in TASK_NAMES:
         raise ValueError(f"{reader.path}: task {task!r} is not a simulated task ({', '.join(TASK_NAMES)})")
@@ -121,7 +122,7 @@ def _replay_sim(args, rig, reader, actions, attrs, task, options) -> int:
         print(f"replaying episode {args.episode} ({len(actions)} steps) in {task}, seed {max(seed, 0)}")
         replay(connected, actions, SimClock(world, status.time, realtime=args.realtime), **options)
         status = world.status()
-    print(f"done: max reward {status.max_reward}/4, {'success' if status.success else 'failure'}")
+    print(f"done: {reward_text(status.max_reward, status.success)}")
     return 0
 
 
