@@ -9,21 +9,31 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from calibration.file import ArmCalibration, CalibrationError, calibration_path
+from calibration.file import ArmCalibration, calibration_path
 from calibration.poses import reference_angles, second_angles
 from calibration.procedure import calibrate_arm, check_arm
 from calibration.store import load_calibration
 from robot.arm import Arm
-from robot.dynamixel.errors import DynamixelError
+from robot.commands import (
+    UsageError,
+    add_rig_argument,
+    add_verbose_argument,
+    command_parser,
+    describe,
+    run_command,
+    setup_process,
+)
 from robot.rig import RigArm, load_rig
 from robot.sim.hand import pose_arm
 from robot.sim.virtual_arm import gripper_angle
 from robot.sim.virtual_bus import VirtualBus
 from robot.sim.virtual_rig import virtual_buses
 
+PROG = "tandem-calibrate"
 
-class Aborted(Exception):
-    pass
+
+class Aborted(RuntimeError):
+    """The person quit at a prompt (exit 1: nothing was calibrated)."""
 
 
 def person_prompt(text: str) -> None:
@@ -77,46 +87,65 @@ def _check(arm: Arm, calibration: ArmCalibration, source: str, prompt: Callable[
     return 1 if bad else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="tandem-calibrate",
-        description="Calibrate one arm: with torque off, put it in the reference pose (upper arm straight up, "
-        "forearm level and forward, wrist straight, gripper closed), then in the second pose (waist a quarter "
-        "turn left, shoulder 45 degrees forward, forearm raised 45 degrees, forearm and hand rolled a quarter "
-        "turn, wrist bent 90 degrees down, gripper open). Each motor's homing offset and direction and the "
-        "gripper's range are derived and saved as <calibration dir>/<arm>.json; the motors get the same values "
-        "every time an arm is connected. Re-running is safe: nothing is saved unless both poses check out. "
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser(PROG, describe(
+        "Calibrate one arm: with torque off, put it in the reference pose (upper arm straight up, forearm level "
+        "and forward, wrist straight, gripper closed), then in the second pose (waist a quarter turn left, "
+        "shoulder 45 degrees forward, forearm raised 45 degrees, forearm and hand rolled a quarter turn, wrist "
+        "bent 90 degrees down, gripper open). Each motor's homing offset and direction and the gripper's range "
+        "are derived and saved as <calibration dir>/<arm>.json; the motors get the same values every time an "
+        "arm is connected. Re-running is safe: nothing is saved unless both poses check out.",
         "With --check nothing moves: each joint's angle is compared with the file and the pose.",
-    )
-    parser.add_argument("--rig", default="sim", help="rig YAML file, or a preset: aloha, sim (default: sim)")
+        "With --rig sim (the default) a simulated hand puts the virtual arm in each pose."))
+    add_rig_argument(parser)
     parser.add_argument("--arm", required=True, help="arm name in the rig, e.g. leader_left")
     parser.add_argument("--check", action="store_true", help="report each joint against the saved calibration")
     parser.add_argument("--no-pose", action="store_true",
                         help="with --check: do not ask for the second pose, check registers and limits only")
-    parser.add_argument("--calibration-dir", type=Path, help="where calibration files live (default: the rig's)")
-    args = parser.parse_args(argv)
-    try:
-        rig = load_rig(args.rig)
-        if args.calibration_dir:
-            rig = dataclasses.replace(rig, calibration_dir=args.calibration_dir)
-        path = calibration_path(rig.calibration_dir, rig.arm(args.arm).name)
-        with virtual_buses(rig) as (live, buses):
-            arm_cfg = live.arm(args.arm)
-            vbus = buses.get(arm_cfg.name)
-            with Arm.on_port(arm_cfg.name, arm_cfg.spec, arm_cfg.port, arm_cfg.baud, **live.bus_options) as arm:
-                poses = ["second"] if args.check else ["reference", "second"]
-                prompt = sim_prompt(vbus, arm_cfg, poses) if vbus else person_prompt
-                if args.check:
-                    calibration, source = load_calibration(live, arm_cfg)
-                    return _check(arm, calibration, source, None if args.no_pose else prompt)
-                return _calibrate(arm, arm_cfg, path, prompt)
-    except Aborted:
-        print("stopped; nothing was saved." + ("" if args.check else " The motors' homing offsets were reset: any "
-              "tandem command writes the saved calibration back when it connects."), file=sys.stderr)
-        return 1
-    except (CalibrationError, DynamixelError, ValueError) as exc:
-        print(f"tandem-calibrate: {exc}", file=sys.stderr)
-        return 1
+    parser.add_argument("--calibration-dir", type=Path,
+                        help="where calibration files live; unset: the rig file's")
+    add_verbose_argument(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    rig = load_rig(args.rig)
+    if args.calibration_dir:
+        rig = dataclasses.replace(rig, calibration_dir=args.calibration_dir)
+    if args.arm not in rig.arm_names:
+        raise UsageError(f"--arm {args.arm}: {rig.source} has no arm named {args.arm!r}; the arms are "
+                         f"{', '.join(rig.arm_names)}")
+    path = calibration_path(rig.calibration_dir, args.arm)
+    with virtual_buses(rig) as (live, buses):
+        arm_cfg = live.arm(args.arm)
+        vbus = buses.get(arm_cfg.name)
+        with Arm.on_port(arm_cfg.name, arm_cfg.spec, arm_cfg.port, arm_cfg.baud, **live.bus_options) as arm:
+            poses = ["second"] if args.check else ["reference", "second"]
+            prompt = sim_prompt(vbus, arm_cfg, poses) if vbus else person_prompt
+            if args.check:
+                calibration, source = load_calibration(live, arm_cfg)
+                return _check(arm, calibration, source, None if args.no_pose else prompt)
+            return _calibrate(arm, arm_cfg, path, prompt)
+
+
+def stopped_text(check: bool) -> str:
+    if check:
+        return "stopped; nothing was saved."
+    return ("stopped; nothing was saved. The motors' homing offsets were reset: any tandem command writes the "
+            "saved calibration back when it connects.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_process(args.verbose)
+
+    def body() -> int:
+        try:
+            return run(args)
+        except Aborted:
+            raise Aborted(stopped_text(args.check)) from None
+
+    return run_command(PROG, body, interrupted="interrupted; " + stopped_text(args.check))
 
 
 if __name__ == "__main__":

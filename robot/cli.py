@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from robot.arm import ticks_to_rad
+from robot.commands import (
+    UsageError,
+    add_rig_argument,
+    add_verbose_argument,
+    command_parser,
+    describe,
+    run_command,
+    setup_process,
+)
 from robot.dynamixel.bus import DynamixelBus, Motor, scan_port
 from robot.dynamixel.control_table import BAUD_RATES, MODELS_BY_NUMBER, model_name
 from robot.dynamixel.errors import DynamixelError
@@ -82,32 +90,49 @@ def scan_one_port(port: str, bauds: list[int]) -> bool:
     return found_any
 
 
-def scan_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="tandem-scan",
-        description="Ping every Dynamixel bus of a rig and print each motor found: ID, model, firmware, "
-        "joint and present position, checked against what the rig expects. With --rig sim (the default) "
-        "the four arms are virtual buses that speak Protocol 2.0 on pseudo-terminals, so this runs with no "
-        "hardware. With --port it searches one serial port instead, at one or all baud rates.",
-    )
-    parser.add_argument("--rig", default="sim", help="rig file, or a preset: aloha or sim (default: sim)")
+PROG = "tandem-scan"
+
+
+def baud_choice(text: str) -> str:
+    if text == "all" or (text.isdigit() and int(text) in BAUD_RATES):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not 'all' or one of {', '.join(map(str, BAUD_RATES))}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser(PROG, describe(
+        "Ping every Dynamixel bus of a rig and print each motor found: ID, model, firmware, joint and present "
+        "position, checked against what the rig expects. Exits 1 when a motor is missing, of the wrong model, "
+        "or not in the rig file.",
+        "With --rig sim (the default) the four arms are virtual buses that speak Protocol 2.0 on "
+        "pseudo-terminals, so this runs with no hardware. With --port it searches one serial port instead, at "
+        "one or all baud rates."))
+    add_rig_argument(parser)
     parser.add_argument("--port", help="scan this serial port only, e.g. /dev/ttyUSB0 or /dev/serial/by-id/...")
-    parser.add_argument("--baud", default="all",
-                        help=f"with --port: a baud rate, or 'all' for {', '.join(map(str, BAUD_RATES))}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every retry")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        if args.port:
-            bauds = list(BAUD_RATES) if args.baud == "all" else [int(args.baud)]
-            return 0 if scan_one_port(args.port, bauds) else 1
-        with virtual_buses(load_rig(args.rig)) as (rig, buses):
-            if buses:
-                print(f"rig {rig.name}: {len(buses)} virtual Dynamixel buses started")
-            return 0 if scan_rig(list(rig.arms)) else 1
-    except (DynamixelError, ValueError) as exc:
-        print(f"tandem-scan: {exc}", file=sys.stderr)
-        return 2
+    parser.add_argument("--baud", type=baud_choice,
+                        help=f"with --port: a baud rate, or 'all' for {', '.join(map(str, BAUD_RATES))}; "
+                        "unset: all")
+    add_verbose_argument(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.port:
+        bauds = list(BAUD_RATES) if args.baud in (None, "all") else [int(args.baud)]
+        return 0 if scan_one_port(args.port, bauds) else 1
+    if args.baud is not None:
+        raise UsageError(f"--baud {args.baud} needs --port: a rig's buses are scanned at the baud rates its rig "
+                         "file gives")
+    with virtual_buses(load_rig(args.rig)) as (rig, buses):
+        if buses:
+            print(f"rig {rig.name}: {len(buses)} virtual Dynamixel buses started")
+        return 0 if scan_rig(list(rig.arms)) else 1
+
+
+def scan_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_process(args.verbose)
+    return run_command(PROG, lambda: run(args), interrupted="interrupted")
 
 
 if __name__ == "__main__":

@@ -22,13 +22,15 @@ def test_scan_one_port_finds_the_baud_rate(vbus, capsys):
 
 
 def test_scan_reports_a_missing_port(capsys):
-    assert scan_main(["--port", "/dev/ttyNOPE", "--baud", "1000000"]) == 2
+    assert scan_main(["--port", "/dev/ttyNOPE", "--baud", "1000000"]) == 1  # a runtime error: nothing plugged in
     assert "no such port" in capsys.readouterr().err
 
 
 def test_unknown_rig_is_refused(capsys):
-    assert scan_main(["--rig", "nowhere"]) == 2
-    assert "unknown rig 'nowhere'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        scan_main(["--rig", "nowhere"])
+    assert exit.value.code == 2
+    assert "nowhere: no such rig file, and not a preset" in capsys.readouterr().err
 
 
 def test_help_explains(capsys):
