@@ -27,7 +27,6 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import time
 import types
 import typing
@@ -283,7 +282,8 @@ class Dataset:
     def save(self) -> None:
         self._check_writable(f"write {INDEX}")
         data = {"format": FORMAT, "version": VERSION, **dataclasses.asdict(self.info)}
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{INDEX}.", suffix=".tmp")
+        tmp = self.root / f".{INDEX}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies: shared as the episodes
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1)
             f.write("\n")
