@@ -5,18 +5,22 @@ clips the gradient and steps AdamW (backbone at its own learning rate) under a
 warm-up-then-cosine schedule. Under torchrun every process trains on its own
 share of the samples, DistributedDataParallel all-reduces the gradients, and
 rank 0 alone validates, logs and writes checkpoints. `last/` is written every
-`save_every` steps and at the end (it carries the optimizer state for
---resume); `best/` whenever the validation loss improves.
+`save_every` steps, at the end and on Ctrl-C (it carries the optimizer state
+for --resume); `best/` whenever the validation loss improves, without the
+optimizer state (a third of the size; resuming always starts from `last/`).
+What it does is said in lines through `report` (rank 0 only).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +31,16 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from policies.checkpoint import load_checkpoint, save_checkpoint
+from policies.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from policies.config import PolicyConfig
 from policies.dataset import EpisodeDataset, compute_stats, dataset_digest, load_episodes, split_episodes
+from policies.normalize import NormStats
 from policies.registry import make_policy
 from policies.resnet import load_pretrained_backbone
 from recording.dataset import Dataset
+
+log = logging.getLogger(__name__)
+Report = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class TrainSettings:
     val_every: int = 250
     val_batches: int = 10
     save_every: int = 500
-    log_every: int = 10
+    log_every: int = 10  # metrics.jsonl, and a printed line when there is no progress bar
     correction_weight: float = 1.0
     kinds: tuple[str, ...] = ("demo", "correction")
     workers: int = 2
@@ -68,6 +76,19 @@ class TrainResult:
     out: Path
     world_size: int = 1
     rank_divergence: float = 0.0  # largest parameter difference between processes; 0 when data-parallel works
+    start_step: int = 0  # where this run began (the resumed step); step == start_step: nothing was trained
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.step <= self.start_step
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) at `step`; `saved` is OUT/last when it holds a checkpoint (at `saved_step`), else None."""
+
+    def __init__(self, step: int, saved: Path | None, saved_step: int) -> None:
+        super().__init__(f"interrupted at step {step}")
+        self.step, self.saved, self.saved_step = step, saved, saved_step
 
 
 class WeightedSampler(Sampler[int]):
@@ -116,7 +137,10 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def train(s: TrainSettings) -> TrainResult:
+def train(s: TrainSettings, report: Report = print) -> TrainResult:
+    if s.resume and (s.out / "last").is_dir() and (done := read_meta(s.out / "last").step) >= s.steps:
+        # before any process group or data loading: there is nothing to train
+        return TrainResult(done, float("nan"), None, 0.0, s.out, start_step=done)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = _device(s.device)
     if distributed:
@@ -127,13 +151,24 @@ def train(s: TrainSettings) -> TrainResult:
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
     try:
-        return _train(s, device, rank, world, distributed)
+        return _train(s, device, rank, world, distributed, report if rank == 0 else _quiet)
     finally:
         if distributed:
             dist.destroy_process_group()
 
 
-def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distributed: bool) -> TrainResult:
+def _quiet(text: str) -> None:
+    pass
+
+
+def _ignore_interrupt(worker: int) -> None:
+    """Data loader workers leave Ctrl-C to the main process, which saves OUT/last and then shuts them down
+    (a worker killed mid-batch would add a traceback to the orderly stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distributed: bool,
+           report: Report) -> TrainResult:
     main_process = rank == 0  # validates, logs and writes checkpoints
     torch.manual_seed(s.seed)
     dataset = Dataset.open(s.dataset)
@@ -149,13 +184,29 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
         config, stats, start_step = resumed.config, resumed.stats, resumed.meta.step
         best_val = resumed.meta.extra.get("best_val_loss")
         trained_before = float(resumed.meta.extra.get("train_seconds", 0.0))
+        report(f"resuming {last_dir} at step {start_step} of {s.steps}")
+    threads = f"{torch.get_num_threads()} threads" + (f" x {world} processes" if world > 1 else "")
+    report(f"device {device}, {threads}")
+    if main_process and not val_ids:
+        if len(indices) < 2:
+            log.warning("%s: only %d %s episode(s): no validation; best/ will be the last step, and overfitting "
+                        "goes unseen (record more episodes)", s.dataset, len(indices), "/".join(s.kinds))
+        else:
+            report("no validation (--val-fraction 0): best/ will be the last step")
     if stats is None:
         stats = compute_stats(load_episodes(dataset, train_ids))
+    if s.cache_images and config.camera_names:
+        if main_process:
+            build_image_cache(dataset, train_ids + val_ids, config, stats, report)
+        if distributed:
+            dist.barrier()  # the other processes read the cache rank 0 built
     data = EpisodeDataset(dataset, train_ids, camera_names=config.camera_names, image_size=config.image_size,
                           chunk_size=config.chunk_size, stats=stats, cache_images=s.cache_images)
     val = (EpisodeDataset(dataset, val_ids, camera_names=config.camera_names, image_size=config.image_size,
                           chunk_size=config.chunk_size, stats=stats, cache_images=s.cache_images)
            if val_ids and main_process else None)
+    report(f"dataset {s.dataset}: {len(train_ids)} training episode(s), {len(data)} frames; "
+           f"{len(val_ids)} validation episode(s), {len(val) if val is not None else 0} frames")
     if s.correction_weight != 1.0:
         sampler = WeightedSampler(data.frame_weights(s.correction_weight), s.seed, rank, world)
     else:
@@ -163,7 +214,8 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
             else None
     loader = DataLoader(data, batch_size=config.batch_size, sampler=sampler, shuffle=sampler is None,
                         num_workers=s.workers, drop_last=True, persistent_workers=s.workers > 0,
-                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(s.seed + rank))
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(s.seed + rank),
+                        worker_init_fn=_ignore_interrupt)
     if len(loader) == 0:
         raise ValueError(f"{s.dataset}: {len(data)} training frames are fewer than one batch of "
                          f"{config.batch_size} per process")
@@ -178,6 +230,10 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
             raise ValueError(f"--pretrained-backbone: ImageNet weights come with batch-norm statistics, but the "
                              f"backbone_norm is {config.backbone_norm!r}; add --set backbone_norm=frozen_batch")
         load_pretrained_backbone(policy.backbone, s.pretrained_backbone)
+    report(f"policy {config.policy}: {_count(p.numel() for p in policy.parameters())} parameters "
+           f"({_count(p.numel() for p in policy.parameters() if p.requires_grad)} trainable), cameras "
+           f"{', '.join(config.camera_names) or 'none'} at {config.image_size[0]}x{config.image_size[1]}, "
+           f"batch {config.batch_size}, chunk {config.chunk_size}")
     optimizer = torch.optim.AdamW(policy.param_groups(), weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s.warmup_steps, s.steps))
     if resumed is not None and (state := resumed.optimizer_state()) is not None:
@@ -190,53 +246,94 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
     digest = dataset_digest(dataset, train_ids)
     # where deploy moves the followers before it starts the policy: the demonstrations' average first pose
     start_qpos = np.mean([e.qpos[0] for e in data.episodes], axis=0).round(5).tolist()
-    log = _Log(s.out, main_process, start_step, s.steps, s.progress)
+    metrics = _Log(s.out, main_process, start_step, s.steps, s.progress, report)
 
-    def save(directory: Path, step: int) -> None:
-        save_checkpoint(directory, policy, config, stats, step=step, dataset_digest=digest, optimizer=optimizer,
-                        scheduler=scheduler, extra={"best_val_loss": best_val, "train_episodes": train_ids,
-                                                    "val_episodes": val_ids, "dataset": str(s.dataset),
-                                                    "start_qpos": start_qpos,
-                                                    # wall time spent training, over every resumed run
-                                                    "train_seconds": trained_before + time.perf_counter() - started})
+    def save(directory: Path, step: int, *, resumable: bool) -> None:
+        save_checkpoint(directory, policy, config, stats, step=step, dataset_digest=digest,
+                        optimizer=optimizer if resumable else None, scheduler=scheduler if resumable else None,
+                        extra={"best_val_loss": best_val, "train_episodes": train_ids, "val_episodes": val_ids,
+                               "dataset": str(s.dataset), "start_qpos": start_qpos,
+                               # wall time spent training, over every resumed run
+                               "train_seconds": trained_before + time.perf_counter() - started})
 
     batches = _batches(loader)
     step, loss_value, started, samples = start_step, float("nan"), time.perf_counter(), 0
+    saved_step = start_step  # the step OUT/last holds
+    metrics.say(f"training steps {start_step + 1}..{s.steps} into {s.out}")
     policy.train()
-    while step < s.steps:
-        batch = _to(next(batches), device)
-        with autocast:
-            loss, metrics = model(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), s.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        samples += config.batch_size * world
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"the loss became {loss_value} at step {step}; lower the learning rate")
-        rate = samples / (time.perf_counter() - started)
-        if step % s.log_every == 0 or step == s.steps:
-            log.write(step, {**metrics, "loss": loss_value, "grad_norm": float(grad_norm),
-                             "lr": scheduler.get_last_lr()[-1], "samples_per_s": rate})
-        log.progress(step, loss_value, rate)
-        if main_process and val is not None and (step % s.val_every == 0 or step == s.steps):
-            val_loss = validate(policy, val, config.batch_size, s.val_batches, device, s.seed)
-            log.write(step, {"val_loss": val_loss})
-            if best_val is None or val_loss < best_val:
-                best_val = val_loss
-                save(best_dir, step)
-        if main_process and (step % s.save_every == 0 or step == s.steps):
-            save(last_dir, step)
-    if main_process and val is None:  # nothing to validate on: the last checkpoint is the best we know
-        save(best_dir, step)
-    log.close()
-    data.close()
+    try:
+        while step < s.steps:
+            batch = _to(next(batches), device)
+            with autocast:
+                loss, values = model(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), s.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            samples += config.batch_size * world
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"the loss became {loss_value} at step {step}; lower the learning rate")
+            elapsed = time.perf_counter() - started
+            if step % s.log_every == 0 or step == s.steps:
+                metrics.write(step, {**values, "loss": loss_value, "grad_norm": float(grad_norm),
+                                     "lr": scheduler.get_last_lr()[-1], "samples_per_s": samples / elapsed})
+            metrics.progress(step, loss_value, samples / elapsed, (step - start_step) / elapsed,
+                             every=s.log_every)
+            if main_process and val is not None and (step % s.val_every == 0 or step == s.steps):
+                val_loss = validate(policy, val, config.batch_size, s.val_batches, device, s.seed)
+                metrics.write(step, {"val_loss": val_loss})
+                improved = best_val is None or val_loss < best_val
+                if improved:
+                    best_val = val_loss
+                    save(best_dir, step, resumable=False)
+                metrics.say(f"step {step}: validation loss {val_loss:.4f}" +
+                            (f", the best so far: saved {best_dir}" if improved else f" (best {best_val:.4f})"))
+            if main_process and (step % s.save_every == 0 or step == s.steps):
+                save(last_dir, step, resumable=True)
+                saved_step = step
+        if main_process and val is None:  # nothing to validate on: the last checkpoint is the best we know
+            save(best_dir, step, resumable=False)
+    except KeyboardInterrupt:
+        if main_process and step > saved_step:
+            metrics.close()
+            report(f"interrupted: saving step {step} to {last_dir} ...")
+            save(last_dir, step, resumable=True)
+            saved_step = step
+        raise TrainingInterrupted(step, last_dir if last_dir.is_dir() else None, saved_step) from None
+    finally:
+        metrics.close()
+        data.close()
     divergence = parameter_divergence(policy) if distributed else 0.0
     return TrainResult(step, loss_value, best_val, samples / max(time.perf_counter() - started, 1e-9), s.out,
-                       world, divergence)
+                       world, divergence, start_step)
+
+
+def build_image_cache(dataset: Dataset, indices: list[int], config: PolicyConfig, stats: NormStats,
+                      report: Report) -> None:
+    """Decode and resize every frame once into DATASET/.cache, an episode at a time, saying how far it got
+    (an episode already cached is only checked)."""
+    report(f"image cache in {dataset.root / '.cache'}: {len(indices)} episode(s) at "
+           f"{config.image_size[0]}x{config.image_size[1]}, cameras {', '.join(config.camera_names)}")
+    started = time.perf_counter()
+    for n, index in enumerate(indices, 1):
+        EpisodeDataset(dataset, [index], camera_names=config.camera_names, image_size=config.image_size,
+                       chunk_size=config.chunk_size, stats=stats, cache_images=True).close()
+        report(f"image cache: episode {index} ready ({n}/{len(indices)}, {time.perf_counter() - started:.1f} s)")
+
+
+def _count(numbers: Iterator[int]) -> str:
+    n = sum(numbers)
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def parameter_divergence(policy: torch.nn.Module) -> float:
@@ -267,10 +364,11 @@ def validate(policy: torch.nn.Module, data: EpisodeDataset, batch_size: int, bat
 
 
 class _Log:
-    """metrics.jsonl (always), TensorBoard (when installed) and a progress bar, on rank 0 only."""
+    """metrics.jsonl (always), TensorBoard (when installed) and a progress bar or, without it, a line every
+    `every` steps; on rank 0 only."""
 
-    def __init__(self, out: Path, enabled: bool, start: int, total: int, progress: bool) -> None:
-        self.enabled = enabled
+    def __init__(self, out: Path, enabled: bool, start: int, total: int, progress: bool, report: Report) -> None:
+        self.enabled, self.start, self.total, self.report = enabled, start, total, report
         self.bar = self.tb = self.file = None
         if not enabled:
             return
@@ -287,8 +385,15 @@ class _Log:
 
             self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
 
+    def say(self, text: str) -> None:
+        """A line that does not break the progress bar."""
+        if self.bar is not None:
+            self.bar.write(text)
+        elif self.enabled:
+            self.report(text)
+
     def write(self, step: int, values: dict[str, Any]) -> None:
-        if not self.enabled:
+        if not self.enabled or self.file is None:
             return
         self.file.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
         self.file.flush()
@@ -296,11 +401,15 @@ class _Log:
             for k, v in values.items():
                 self.tb.add_scalar(k, float(v), step)
 
-    def progress(self, step: int, loss: float, rate: float) -> None:
+    def progress(self, step: int, loss: float, samples_per_s: float, steps_per_s: float, *, every: int) -> None:
         if self.bar is not None:
             self.bar.n = step
-            self.bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}", refresh=False)
+            self.bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{samples_per_s:.1f}", refresh=False)
             self.bar.refresh()
+        elif self.enabled and (step % every == 0 or step == self.start + 1 or step == self.total):
+            eta = (self.total - step) / steps_per_s if steps_per_s > 0 else float("inf")
+            self.report(f"step {step}/{self.total}: loss {loss:.4f}, {steps_per_s:.2f} steps/s "
+                        f"({samples_per_s:.1f} samples/s), ETA {_duration(eta) if math.isfinite(eta) else '?'}")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -309,3 +418,4 @@ class _Log:
             self.tb.close()
         if self.file is not None:
             self.file.close()
+        self.bar = self.tb = self.file = None
