@@ -4,8 +4,10 @@ A loop observer. On pedal down a correction episode opens (the next free index
 in the dataset), every step the person drives is written to it, and on pedal
 up it is closed and added to dataset.json, linked to the checkpoint and, when
 the whole rollout is kept too, to the rollout episode (which then carries a
-per-step intervention mask). Closing runs on a background thread, so handing
-back never stalls the control loop.
+per-step intervention mask). Each correction records the rollout step it
+started at (`rollout_step`): where the policy had led the person to take over.
+Closing runs on a background thread, so handing back never stalls the control
+loop.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ class TakeoverRecorder:
         self.rate_hz = rate_hz
         self.seed = seed
         self.human = False
+        self.next_step = 0  # the rollout step the loop runs next: where a takeover now would start
         self._correction: EpisodeSlot | None = None
+        self._correction_step: int | None = None
         self._finishing: list[Future] = []
         self._closer = ThreadPoolExecutor(1, thread_name_prefix="episode-close")  # one at a time: dataset.json
         self._rollout = (EpisodeSlot(dataset, layout, self.cameras, options, kind="rollout",
@@ -46,7 +50,8 @@ class TakeoverRecorder:
         """DeployController's callback: pedal down opens a correction, pedal up closes it."""
         self.human = mode is Mode.HUMAN
         if self.human and self._correction is None:
-            attrs = {**self._attrs(), "start_reason": "pedal down"}
+            self._correction_step = self.next_step
+            attrs = {**self._attrs(), "start_reason": "pedal down", "rollout_step": self.next_step}
             if self._rollout is not None:
                 attrs["rollout"] = self._rollout.index
             self._correction = EpisodeSlot(self.dataset, self.layout, self.cameras, self.options, kind="correction",
@@ -56,6 +61,7 @@ class TakeoverRecorder:
             self._correction = None
 
     def __call__(self, step: Step) -> None:
+        self.next_step = step.index + 1
         if self._rollout is not None:
             self._rollout.recorder(step)
         if self._correction is not None:
@@ -82,7 +88,9 @@ class TakeoverRecorder:
         self._closer.shutdown(wait=True)
 
     def _close(self, slot: EpisodeSlot, stop_reason: str, success: bool | None = None) -> None:
-        rollout = self._rollout.index if self._rollout is not None and slot is not self._rollout else None
+        correction = slot is not self._rollout
+        rollout = self._rollout.index if self._rollout is not None and correction else None
         self._finishing.append(self._closer.submit(
             slot.finish, rate_hz=self.rate_hz, options=self.options, stop_reason=stop_reason, success=success,
-            seed=self.seed, checkpoint=self.checkpoint, rollout=rollout))
+            seed=self.seed, checkpoint=self.checkpoint, rollout=rollout,
+            rollout_step=self._correction_step if correction else None))

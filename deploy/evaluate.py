@@ -1,5 +1,9 @@
 """Seeded policy rollouts in the simulated world: success rate with its 95% interval, reward stages, takeovers.
 
+A gated run counts two successes: the policy's own (the task done with no
+takeover), which is what the policy is worth, and success at the episode's end
+with the operator's help, which says how much the person had to do.
+
 Each episode resets the world to its seed (the same object poses as the
 demonstrations with that seed), runs the policy through the real loop, driver
 and virtual buses for the task's length, and reads the task's highest reward.
@@ -25,6 +29,7 @@ from calibration.connection import ConnectedRig
 from deploy.corrections import TakeoverRecorder
 from deploy.inference import ChunkPredictor
 from deploy.labels import ExpertLabelRecorder
+from deploy.progress import Progress
 from deploy.rollout import DeployOptions, RolloutResult, run_rollout
 from deploy.video import VideoRecorder
 from recording.dataset import Dataset
@@ -50,7 +55,7 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 class EpisodeOutcome:
     seed: int
     max_reward: int
-    success: bool
+    success: bool  # at the episode's end, whoever drove (the operator may have finished the task)
     steps: int
     human_steps: int
     interventions: int
@@ -58,13 +63,27 @@ class EpisodeOutcome:
     rollout: int | None = None
     wall_s: float = 0.0
     labelled_steps: int = 0  # steps saved with a human's or the expert's action: the corrections' lengths
+    takeover_steps: list[int] = field(default_factory=list)  # the rollout step each takeover started at
+
+    @property
+    def policy_success(self) -> bool:
+        """The policy's own success: the task done with no takeover."""
+        return self.success and self.interventions == 0
 
     def line(self, stages: Sequence[str]) -> str:
         reached = stages[self.max_reward - 1] if self.max_reward else "nothing"
-        human = f", {self.interventions} takeover(s), {self.human_steps}/{self.steps} steps human" \
-            if self.interventions else ""
-        return f"seed {self.seed}: max reward {self.max_reward}/4 ({reached}), " \
-               f"{'success' if self.success else 'failure'}{human}"
+        if not self.success:
+            verdict = "failure"
+        elif self.interventions:
+            verdict = "success with the operator's help"
+        else:
+            verdict = "success"
+        human = f", {self.interventions} takeover(s) at step {', '.join(map(str, self.takeover_steps))}, " \
+            f"{self.human_steps}/{self.steps} steps human" if self.interventions else ""
+        return f"seed {self.seed}: max reward {self.max_reward}/4 ({reached}), {verdict}{human}"
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "policy_success": self.policy_success}
 
 
 @dataclass
@@ -76,10 +95,28 @@ class EvalReport:
     expert_labels: bool = False  # plain DAgger: every rollout labelled by the expert
     episodes: list[EpisodeOutcome] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)  # each episode's inference p50
+    planned: int = 0  # episodes asked for; more than len(episodes) when the run was interrupted
 
     @property
     def successes(self) -> int:
+        """The policy's own successes: a success after a takeover is the operator's, not the policy's."""
+        return sum(e.policy_success for e in self.episodes)
+
+    @property
+    def successes_with_help(self) -> int:
         return sum(e.success for e in self.episodes)
+
+    @property
+    def takeovers(self) -> int:
+        return sum(e.interventions for e in self.episodes)
+
+    @property
+    def human_share(self) -> float:
+        return sum(e.human_steps for e in self.episodes) / max(sum(e.steps for e in self.episodes), 1)
+
+    @property
+    def interrupted(self) -> bool:
+        return len(self.episodes) < self.planned
 
     @property
     def labelled_steps(self) -> int:
@@ -94,15 +131,23 @@ class EvalReport:
         lo, hi = wilson(k, n)
         stages = REWARD_STAGES[self.task]
         how = (f", gate {self.gate}" if self.gate else "") + (", expert labels" if self.expert_labels else "")
-        lines = [f"{self.task}, {self.checkpoint}, mode {self.mode}{how}",
-                 f"  success {k}/{n} = {100 * k / max(n, 1):.1f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%)",
-                 "  reached: " + ", ".join(f"{name} {c}" for name, c in zip(stages, self.stage_counts(), strict=True))]
+        lines = [f"{self.task}, {self.checkpoint}, mode {self.mode}{how}"]
+        if self.interrupted:
+            lines.append(f"  interrupted: {n} of {self.planned} episodes finished; the results are theirs")
+        rate = f"{k}/{n} = {100 * k / max(n, 1):.1f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%)"
         if self.gate:
-            steps = sum(e.steps for e in self.episodes)
-            human = sum(e.human_steps for e in self.episodes)
-            takeovers = sum(e.interventions for e in self.episodes)
-            lines.append(f"  takeovers {takeovers} ({takeovers / max(n, 1):.2f} per episode), "
-                         f"{100 * human / max(steps, 1):.1f}% of steps under human control")
+            helped = self.successes_with_help
+            with_help = sum(e.success and e.interventions > 0 for e in self.episodes)
+            lines += [f"  success, policy alone (no takeover): {rate}",
+                      f"  success at the episode's end, with the operator's help: {helped}/{n} = "
+                      f"{100 * helped / max(n, 1):.1f}% ({with_help} finished by the operator)",
+                      f"  takeovers {self.takeovers} ({self.takeovers / max(n, 1):.2f} per episode, in "
+                      f"{sum(e.interventions > 0 for e in self.episodes)} episode(s)), "
+                      f"{100 * self.human_share:.1f}% of steps under human control"]
+        else:
+            lines.append(f"  success {rate}")
+        lines.append("  reached: " + ", ".join(f"{name} {c}" for name, c in
+                                               zip(stages, self.stage_counts(), strict=True)))
         if any(e.corrections for e in self.episodes):
             corrections = sum(len(e.corrections) for e in self.episodes)
             lines.append(f"  {corrections} correction episode(s) saved, {self.labelled_steps} labelled steps")
@@ -111,13 +156,18 @@ class EvalReport:
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        n, k = len(self.episodes), self.successes
+        """`successes`/`success_rate`/`ci95` are the policy's own (no takeover); `*_with_help` count the
+        episodes that ended in success whoever drove."""
+        n, k, helped = len(self.episodes), self.successes, self.successes_with_help
         return {"task": self.task, "checkpoint": self.checkpoint, "mode": self.mode, "gate": self.gate,
-                "expert_labels": self.expert_labels,
+                "expert_labels": self.expert_labels, "planned": self.planned, "interrupted": self.interrupted,
                 "episodes": n, "successes": k, "success_rate": k / max(n, 1), "ci95": list(wilson(k, n)),
+                "successes_with_help": helped, "success_rate_with_help": helped / max(n, 1),
+                "takeovers": self.takeovers, "episodes_with_takeover": sum(e.interventions > 0 for e in self.episodes),
+                "human_step_share": self.human_share,
                 "labelled_steps": self.labelled_steps,
                 "stages": dict(zip(REWARD_STAGES[self.task], self.stage_counts(), strict=True)),
-                "per_episode": [asdict(e) for e in self.episodes]}
+                "per_episode": [e.to_json() for e in self.episodes]}
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,15 +187,19 @@ class Collect:
 def evaluate(world: SimWorldProcess, connected: ConnectedRig, predictor: ChunkPredictor, task: str,
              seeds: Sequence[int], steps: int, options: DeployOptions, *, gate: str = "",
              collect: Collect | None = None, videos: Path | None = None, checkpoint: str = "",
-             on_episode: Callable[[EpisodeOutcome], None] | None = None) -> EvalReport:
-    """Roll the policy out once per seed; with `gate`, the scripted operator takes over when the rule fires."""
+             on_episode: Callable[[EpisodeOutcome], None] | None = None, report: EvalReport | None = None,
+             progress: Progress | None = None) -> EvalReport:
+    """Roll the policy out once per seed; with `gate`, the scripted operator takes over when the rule fires.
+
+    Pass `report` to keep the finished episodes when the run is interrupted (it is filled as they end)."""
     labelled = collect is not None and collect.expert_labels
     if labelled and gate:
         raise ValueError("expert labels (plain DAgger) and a gate (human-gated DAgger) exclude each other")
     world.set_operator("labels" if labelled else "gated" if gate else "off")
     if gate:
         world.set_gate(gate)
-    report = EvalReport(task, checkpoint, options.mode, gate, expert_labels=labelled)
+    if report is None:
+        report = EvalReport(task, checkpoint, options.mode, gate, expert_labels=labelled, planned=len(seeds))
     layout = StateLayout.from_connected(connected)
     for seed in seeds:
         start = time.perf_counter()
@@ -162,11 +216,13 @@ def evaluate(world: SimWorldProcess, connected: ConnectedRig, predictor: ChunkPr
         saving = takeovers or labels
         video = VideoRecorder(videos / f"{task}_seed{seed}.mp4", world.cameras, connected.rig.control_hz) \
             if videos else None
+        if progress:
+            progress.begin(f"seed {seed}")
         try:
             result: RolloutResult = run_rollout(
                 connected, predictor, world.cameras, clock, options, steps=steps,
                 pedal=ScriptedPedal(world) if gate else None, takeovers=takeovers,
-                observers=[o for o in (labels, video) if o])
+                observers=[o for o in (labels, video, progress) if o])
         except BaseException:
             if saving:
                 saving.discard()
@@ -180,8 +236,11 @@ def evaluate(world: SimWorldProcess, connected: ConnectedRig, predictor: ChunkPr
         outcome = EpisodeOutcome(seed, status.max_reward, status.success, result.steps, result.human_steps,
                                  result.interventions, [e.index for e in corrections],
                                  next((e.index for e in saved if e.kind == "rollout"), None),
-                                 time.perf_counter() - start, sum(e.length for e in corrections))
+                                 time.perf_counter() - start, sum(e.length for e in corrections),
+                                 list(result.takeover_steps))
         report.episodes.append(outcome)
+        if progress:
+            progress.end(outcome.policy_success, with_help=outcome.success)
         if result.inferences:
             report.latencies_ms.append(result.latency_ms[0])
         if on_episode:

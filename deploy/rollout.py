@@ -22,11 +22,11 @@ from recording.layout import StateLayout
 from recording.playback import ReplayController
 from robot.cameras import Camera
 from robot.clock import Clock, PeriodSummary
+from robot.commands import STOP_KEYS
 from robot.loop import ControlLoop, Observer, Step
 from teleop.pedal import Pedal
 
 MODES = ("ensemble", "chunk", "async")
-STOP_KEYS = ("q", "esc")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class RolloutResult:
     inferences: int
     dropped_chunks: int = 0  # chunks refused for NaN or infinite actions
     non_finite_steps: int = 0  # steps the loop refused a non-finite target (the arm held)
+    takeover_steps: tuple[int, ...] = ()  # the step each takeover started at (the first step the person drove)
 
     def line(self) -> str:
         p50, p99, top = self.latency_ms
@@ -105,6 +106,7 @@ def run_rollout(connected: ConnectedRig, predictor: ChunkPredictor, cameras: Map
                        max_step_rad=options.max_step_rad,
                        observers=[*([takeovers] if takeovers else []), *observers])
     human_steps = interventions = 0
+    takeover_steps: list[int] = []
     stop_reason = "steps"
 
     def until(step: Step) -> bool:
@@ -118,6 +120,7 @@ def run_rollout(connected: ConnectedRig, predictor: ChunkPredictor, cameras: Map
             mode = Mode.HUMAN if pedal.down(pressed) else Mode.AUTONOMOUS
             if mode is Mode.HUMAN and controller.mode is Mode.AUTONOMOUS:
                 interventions += 1
+                takeover_steps.append(step.index + 1)  # this step's targets were the policy's
             controller.set_mode(mode, loop)
         return steps is not None and step.index + 1 >= steps
 
@@ -133,4 +136,5 @@ def run_rollout(connected: ConnectedRig, predictor: ChunkPredictor, cameras: Map
     latency = (float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)), float(latencies.max())) \
         if latencies.size else (0.0, 0.0, 0.0)
     return RolloutResult(loop.index, human_steps, interventions, policy.uncovered_steps, stop_reason, loop.summary(),
-                         latency, len(latencies), policy.dropped_chunks, sum(loop.non_finite.values()))
+                         latency, len(latencies), policy.dropped_chunks, sum(loop.non_finite.values()),
+                         tuple(takeover_steps))

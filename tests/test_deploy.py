@@ -201,6 +201,7 @@ def test_a_pedal_press_hands_over_without_a_jump_records_the_correction_and_rele
     rollout, correction = sorted(saved, key=lambda e: e.kind, reverse=True)
     assert (rollout.kind, rollout.length, correction.kind, correction.length) == ("rollout", 120, "correction", 40)
     assert correction.rollout == rollout.index and correction.checkpoint == str(checkpoint)
+    assert correction.rollout_step == down_at + 1 == result.takeover_steps[0]  # its first step in the rollout
     with EpisodeReader(dataset.path(correction.index)) as ep:  # the human's actions, as sent
         sent = np.stack([layout.action(seen[i][0].commands) for i in human])
         assert np.allclose(ep.action, sent, atol=1e-6) and ep.attrs["kind"] == "correction"
@@ -218,7 +219,7 @@ def test_gated_takeovers_become_corrections_and_the_dataset_trains(demos, checkp
                       "--gate", "stalled:20", "--dataset", str(data), "--json", str(report),
                       "--videos", str(tmp_path / "videos")]) == 0
     out = capsys.readouterr().out
-    assert "takeovers 1 (1.00 per episode)" in out and "1 correction episode(s) saved" in out, out
+    assert "takeovers 1 (1.00 per episode, in 1 episode(s))" in out and "1 correction episode(s) saved" in out, out
     summary = json.loads(report.read_text())
     corrections = summary["per_episode"][0]["corrections"]
     assert summary["episodes"] == 1 and len(corrections) == 1
@@ -260,7 +261,7 @@ def test_expert_labels_save_each_rollout_with_the_experts_action_for_every_visit
     assert gap[0] <= JOINT_SPEED * CONTROL_DT + 1e-3  # the first label: one step of the expert from the start
     assert np.all((action[:, [6, 13]] > -0.05) & (action[:, [6, 13]] < 1.05))  # grippers 0 closed .. 1 open
 
-    assert eval_main(["--checkpoint", str(checkpoint), "--expert-labels", "--gate", "drift"]) == 1
+    assert eval_main(["--checkpoint", str(checkpoint), "--expert-labels", "--gate", "drift"]) == 2
     assert "--expert-labels needs --dataset" in capsys.readouterr().err
 
 

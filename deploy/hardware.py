@@ -1,0 +1,120 @@
+"""Policy episodes on a rig's hardware (or its bare virtual arms): the person resets the scene between episodes.
+
+The checkpoint and any existing dataset are checked against the rig file before
+a bus opens. Each episode ramps the followers to the demonstrations' start pose,
+runs the policy until its time is up or a stop key, and saves every takeover
+as a correction episode when a dataset is given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from calibration.connection import ConnectedRig, connect
+from deploy.compat import check_dataset, check_rig, existing_dataset
+from deploy.corrections import TakeoverRecorder
+from deploy.inference import ChunkPredictor
+from deploy.progress import Progress
+from deploy.rollout import DeployOptions, RolloutResult, ramp_to, run_rollout
+from policies.checkpoint import Checkpoint
+from recording.layout import StateLayout
+from recording.session import RecordOptions, dataset_info, open_dataset, warn_if_low_space
+from robot.clock import RealClock
+from robot.commands import STOP_KEYS
+from robot.rig import SIM_DEVICE, Rig
+from teleop.keys import open_keys
+from teleop.pedal import open_pedal
+
+ROLLOUT_ESTIMATE_S = 60.0  # a rollout without a time limit, for the free-space estimate
+
+
+@dataclass(frozen=True)
+class HardwareRun:
+    episodes: int = 1
+    seconds: float = 0.0  # per episode; 0: until a stop key
+    dataset: str | None = None  # where takeovers are saved as correction episodes
+    keep_rollouts: bool = False  # also save each whole rollout with its intervention mask
+    compress: bool = True
+    keys: str = "auto"  # operator key backend
+    pedal: str | None = None  # pedal backend; None: the rig file's
+    device: str = "cpu"  # torch device for inference
+
+
+def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: HardwareRun,
+                 say: Callable[[str], None] = print) -> list[RolloutResult]:
+    """Run `run.episodes` policy episodes; returns the finished ones (q between episodes ends the run early)."""
+    from robot.cameras import open_cameras
+
+    check_rig(checkpoint, rig)
+    wanted = set(checkpoint.config.camera_names) | ({c.name for c in rig.cameras} if run.dataset else set())
+    configs = [c for c in rig.cameras if c.name in wanted and c.device != SIM_DEVICE]
+    sizes = {c.name: (c.height, c.width) for c in configs}
+    if run.dataset:
+        check_dataset(run.dataset, existing_dataset(run.dataset), rig, sizes, run.compress)
+    steps = round(run.seconds * rig.control_hz) if run.seconds > 0 else None
+    results: list[RolloutResult] = []
+    with ExitStack() as stack:
+        if rig.virtual:  # virtual arms on a kinematic bench, no cameras: a state-only policy can run here
+            from robot.sim.rig_process import VirtualRigProcess
+
+            rig = stack.enter_context(VirtualRigProcess(rig, leader_motion="still"))
+        connected: ConnectedRig = stack.enter_context(connect(rig))
+        layout = StateLayout.from_connected(connected)
+        cameras = open_cameras(configs)
+        stack.callback(lambda: [c.close() for c in cameras.values()])
+        dataset = None
+        if run.dataset:
+            dataset = open_dataset(run.dataset, dataset_info(rig, connected, sizes, run.compress))
+            warn_if_low_space(dataset, steps or round(ROLLOUT_ESTIMATE_S * rig.control_hz), run.episodes)
+        keys = open_keys(run.keys)
+        stack.callback(keys.close)
+        pedal = open_pedal(rig.pedal, run.pedal)
+        if pedal is not None:
+            stack.callback(pedal.close)
+        say(f"keys: {keys.backend}; stop with {' or '.join(STOP_KEYS)} or Ctrl-C")
+        say(f"pedal: {pedal.backend if pedal else 'none (no takeovers)'}")
+        predictor = ChunkPredictor(checkpoint, run.device)
+        start = checkpoint.meta.extra.get("start_qpos")
+        progress = Progress(run.episodes, steps, rate_hz=rig.control_hz, gated=pedal is not None)
+        for episode in range(run.episodes):
+            if run.episodes > 1 and not wait_for_start(keys.events, episode, run.episodes, say):
+                break
+            if start is not None:
+                ramped = ramp_to(connected, start, RealClock(), options)
+                say(f"followers at the start pose ({ramped / rig.control_hz:.1f} s)")
+            takeovers = (TakeoverRecorder(dataset, layout, cameras, RecordOptions(compress=run.compress),
+                                          checkpoint=str(checkpoint.path), rate_hz=rig.control_hz,
+                                          keep_rollout=run.keep_rollouts) if dataset else None)
+            say(f"policy running ({options.mode})" + (f" for {run.seconds:g} s" if steps else ""))
+            progress.begin()
+            try:
+                result = run_rollout(connected, predictor, cameras, RealClock(), options, steps=steps, pedal=pedal,
+                                     keys=keys.events, takeovers=takeovers, observers=[progress])
+            except BaseException:
+                progress.clear()
+                if takeovers:
+                    takeovers.discard()
+                raise
+            progress.end()
+            saved = takeovers.finish(result.stop_reason) if takeovers else []
+            results.append(result)
+            say(f"episode {episode + 1}: {result.line()}")
+            for e in saved:
+                say(f"  saved {e.kind} episode {e.index} ({e.length} steps"
+                    + (f", from rollout step {e.rollout_step})" if e.rollout_step is not None else ")"))
+    return results
+
+
+def wait_for_start(events: Callable[[], list[str]], episode: int, total: int, say: Callable[[str], None]) -> bool:
+    """Between episodes the person resets the scene; space starts the next one, q stops."""
+    say(f"reset the scene, then press space to start episode {episode + 1}/{total} (q stops)")
+    while True:
+        for key in events():
+            if key in ("space", "enter"):
+                return True
+            if key in STOP_KEYS:
+                return False
+        time.sleep(0.02)
