@@ -221,3 +221,23 @@ def test_the_round_report_compares_before_and_after_on_the_same_seeds(tmp_path, 
                                                 EpisodeOutcome(2001, 4, True, 400, 0, 0)])
     assert round_report_main([str(before), str(other)]) == 1
     assert "different seeds (1000..1001 before, 2000..2001 after)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_dagger_round_keeps_the_policy_before_it_and_reports_both_on_the_same_seeds(demos, checkpoint, tmp_path):
+    data, run = tmp_path / "demos", tmp_path / "run"
+    shutil.copytree(demos, data)
+    shutil.copytree(checkpoint.parent, run)
+    before = json.loads((run / "last" / "meta.json").read_text())["step"]
+    script = Path(__file__).parent.parent / "scripts" / "dagger_round.sh"
+    done = subprocess.run(["bash", str(script), str(data), str(run), "1", "stalled:10", "2"], capture_output=True,
+                          text=True, env={**os.environ, "EVAL_ARGS": "--episode-steps 30"}, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((run / "before_round_1" / "meta.json").read_text())["step"] == before
+    assert json.loads((run / "last" / "meta.json").read_text())["step"] == before + 1
+    reports = {name: json.loads((run / "round_1" / f"{name}.json").read_text()) for name in ("before", "after")}
+    assert [e["seed"] for e in reports["before"]["per_episode"]] == [1000, 1001]
+    assert [e["seed"] for e in reports["after"]["per_episode"]] == [1000, 1001]
+    assert reports["before"]["checkpoint"] == str(run / "before_round_1")
+    assert "round report: transfer_cube, 2 episodes, seeds 1000..1001" in done.stdout
+    assert "success, policy alone (no takeover)" in done.stdout
