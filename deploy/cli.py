@@ -55,7 +55,7 @@ def say(text: str) -> None:
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     add_rig_argument(parser)
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory written by tandem-train "
-                        "(e.g. runs/act/best)")
+                        "(e.g. runs/act/best), or the training run folder (its best/, else last/)")
     parser.add_argument("--mode", choices=MODES, default="ensemble",
                         help="ensemble: query every step and average the overlapping chunks (temporal ensembling); "
                         "chunk: play each chunk open-loop, query every --query-every steps; async: "
@@ -241,7 +241,10 @@ def load(args: argparse.Namespace) -> tuple[Rig, Checkpoint]:
     rig = load_rig(args.rig)
     # torch's CPU threads spin while they wait: on a core shared with the loop they cost it whole periods
     torch.set_num_threads(args.threads or (torch.get_num_threads() if is_sim_world(rig) else inference_threads()))
-    return rig, load_checkpoint(args.checkpoint, args.device)
+    checkpoint = load_checkpoint(args.checkpoint, args.device)
+    if checkpoint.note:  # a run folder was given: say which of its checkpoints runs
+        say(checkpoint.note)
+    return rig, checkpoint
 
 
 def deploy_main(argv: list[str] | None = None) -> int:

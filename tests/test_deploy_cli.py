@@ -75,11 +75,14 @@ def test_a_camera_mismatch_is_refused_before_the_world_starts_and_lists_the_rig_
                                                                                         capsys):
     rig = tmp_path / "no_high.yaml"
     rig.write_text(SIM_YAML.replace("  cam_high: {device: sim, width: 640, height: 480, fps: 50}\n", ""))
-    assert deploy_main(["--rig", str(rig), "--checkpoint", str(checkpoint), "--task", "transfer_cube"]) == 1
+    run = checkpoint.parent  # the training run folder stands for its checkpoint
+    assert deploy_main(["--rig", str(rig), "--checkpoint", str(run), "--task", "transfer_cube"]) == 1
     captured = capsys.readouterr()
     assert "was trained with cameras [cam_high]" in captured.err, captured.err
     assert "has [cam_low, cam_left_wrist, cam_right_wrist] (missing: cam_high)" in captured.err, captured.err
-    assert "calibration from" not in captured.out and captured.out == ""  # no bus was connected, nothing started
+    # the run folder's note is all that was printed: no bus was connected ("... calibration from ..."), no world
+    assert captured.out.splitlines() == [f"{run} is a training run: using {run / 'best'} (the lowest validation "
+                                         "loss)"], captured.out
 
 
 def test_a_dataset_recorded_otherwise_is_refused_before_the_world_starts(demos, checkpoint, tmp_path, capsys):
