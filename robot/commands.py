@@ -15,8 +15,8 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -189,3 +189,16 @@ def describe(*paragraphs: str, width: int = 100) -> str:
 
     texts = [*paragraphs, "exit status: 0 done, 1 runtime error, 2 usage error, 130 interrupted"]
     return "\n\n".join(textwrap.fill(p, width) for p in texts)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back while a resource is made and handed to its owner, then delivered: an
+    interrupt inside a constructor (e.g. while a writer thread starts) would leave a resource nobody can close.
+    Threads started inside inherit the block, which is harmless: Python handles signals in the main thread."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
