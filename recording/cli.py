@@ -29,6 +29,7 @@ from robot.commands import (
     command_parser,
     describe,
     image_size,
+    interrupts_deferred,
     is_sim_world,
     keys_line,
     open_rig_arms,
@@ -108,14 +109,18 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
               f"cameras {', '.join(sizes) or 'none'} at {world.image_size[0]}x{world.image_size[1]}")
         for i in range(args.episodes):
             seed = args.seed + i
-            slot = EpisodeSlot(dataset, layout, world.cameras, options, attrs={"seed": seed})
-            progress = ProgressLine(slot, steps)
+            slot = progress = None
             try:
+                with interrupts_deferred():  # an interrupt inside the constructor would leave its writer running
+                    slot = EpisodeSlot(dataset, layout, world.cameras, options, attrs={"seed": seed})
+                    progress = ProgressLine(slot, steps)
                 result = run_episode(world, connected, seed, steps, max_step_rad=args.max_step,
                                      observers=[slot.recorder, progress], realtime=args.realtime)
             except BaseException:
-                progress.end()
-                slot.discard()
+                if progress is not None:
+                    progress.end()
+                if slot is not None:
+                    slot.discard()
                 raise
             progress.end()
             episode, summary = slot.finish(rate_hz=rig.control_hz, options=options, stop_reason="time",

@@ -17,7 +17,7 @@ from recording.layout import StateLayout
 from recording.session import EpisodeSlot, ProgressLine, RecordOptions
 from robot.cameras import Camera
 from robot.clock import PeriodStats
-from robot.commands import STOP_KEYS
+from robot.commands import STOP_KEYS, interrupts_deferred
 from robot.loop import Step
 
 START_KEYS = ("space", "enter")
@@ -108,8 +108,9 @@ class KeyedRecording:
             self._record(step, [])
 
     def _start(self) -> None:
-        self.slot = EpisodeSlot(self.dataset, self.layout, self.cameras, self.options)
-        self.progress = ProgressLine(self.slot, self.steps)
+        with interrupts_deferred():  # made and owned at once, so close() always finds the writer it must end
+            self.slot = EpisodeSlot(self.dataset, self.layout, self.cameras, self.options)
+            self.progress = ProgressLine(self.slot, self.steps)
         self.stats = PeriodStats(1.0 / self.rate_hz)
         early = f"; {STOP_KEY} stops early" if self.listening else ""
         self.say(f"recording episode {self.slot.index} ({self.steps / self.rate_hz:.0f} s{early})")
