@@ -78,7 +78,8 @@ def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: 
         say(f"pedal: {pedal.backend if pedal else 'none (no takeovers)'}")
         predictor = ChunkPredictor(checkpoint, run.device)
         start = checkpoint.meta.extra.get("start_qpos")
-        progress = Progress(run.episodes, steps, rate_hz=rig.control_hz, gated=pedal is not None)
+        # a line every 10 s in a log: a person watches the arms, not the counter
+        progress = Progress(run.episodes, steps, every=round(10 * rig.control_hz), rate_hz=rig.control_hz)
         for episode in range(run.episodes):
             if run.episodes > 1 and not wait_for_start(keys.events, episode, run.episodes, say):
                 break

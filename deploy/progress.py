@@ -33,7 +33,7 @@ class Progress:
         self.episode = 0
         self.label = ""
         self.step = 0  # steps run in the current episode
-        self.finished = self.successes = self.helped_successes = 0
+        self.finished = self.judged = self.successes = self.helped_successes = 0  # judged: success known
         self._steps_before = 0  # steps of the finished episodes
         self._started = time.perf_counter()
         self._shown = 0.0
@@ -55,10 +55,14 @@ class Progress:
             print("  " + self.line(), file=self.out, flush=True)
 
     def end(self, success: bool | None = None, *, with_help: bool | None = None) -> None:
-        """An episode finished: `success` by the policy alone, `with_help` at its end (gated runs)."""
+        """An episode finished: `success` by the policy alone (None: unknown, as on hardware), `with_help` at
+        its end (gated runs)."""
         self.clear()
         self._steps_before += self.step
         self.finished += 1
+        if success is None:
+            return
+        self.judged += 1
         self.successes += bool(success)
         self.helped_successes += bool(success if with_help is None else with_help)
 
@@ -75,10 +79,10 @@ class Progress:
         else:
             where += f": step {self.step} ({self.step / self.rate_hz:.0f} s)"
         parts = [where]
-        if self.finished:
-            so_far = f"success so far {self.successes}/{self.finished}"
+        if self.judged:
+            so_far = f"success so far {self.successes}/{self.judged}"
             if self.gated:
-                so_far += f" alone, {self.helped_successes}/{self.finished} with help"
+                so_far += f" alone, {self.helped_successes}/{self.judged} with help"
             parts.append(so_far)
         done = self._steps_before + self.step
         if self.steps and done:
