@@ -34,8 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from calibration.connection import connect  # noqa: E402
-from deploy.cli import inference_threads  # noqa: E402
-from deploy.inference import ChunkPredictor  # noqa: E402
+from deploy.inference import ChunkPredictor, inference_threads  # noqa: E402
 from deploy.rollout import MODES, DeployOptions, run_rollout  # noqa: E402
 from policies.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from policies.config import preset  # noqa: E402

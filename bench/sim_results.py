@@ -130,7 +130,8 @@ def train(s: Settings, name: str, dataset: str, steps: int, *extra: str, start_f
         return
     if start_from is not None and not (run / "last").exists() and not s.dry_run:
         shutil.copytree(s.run(start_from) / "last", run / "last")
-    resume = ["--resume"] if (run / "last").exists() or start_from is not None else []
+    # a run killed before its first save left logs but no last/: start it again from scratch
+    resume = ["--resume"] if (run / "last").exists() or start_from is not None else ["--overwrite"]
     command(s, f"train_{name}", ["tandem-train", "--dataset", str(s.data(dataset)), "--out", str(run),
                                  "--preset", s.preset, "--steps", str(steps), "--cache-images", "--workers", "0",
                                  "--save-every", "500", "--val-every", "1000", "--no-progress", *resume, *extra])

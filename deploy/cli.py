@@ -8,7 +8,6 @@ dataset are checked against the rig file before any bus or world starts.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from calibration.connection import connect
 from deploy.compat import check_dataset, check_rig, existing_dataset
 from deploy.evaluate import Collect, EpisodeOutcome, EvalReport, evaluate
 from deploy.hardware import HardwareRun, run_hardware
-from deploy.inference import ChunkPredictor
+from deploy.inference import ChunkPredictor, inference_threads
 from deploy.progress import Progress
 from deploy.render import render_settings
 from deploy.rollout import MODES, DeployOptions
@@ -230,11 +229,6 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=positive_int, default=50, help="seeded rollouts")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
     return parser
-
-
-def inference_threads() -> int:
-    """All cores but one: the control loop, the bus I/O and the camera readers keep a core."""
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def load(args: argparse.Namespace) -> tuple[Rig, Checkpoint]:

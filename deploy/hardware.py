@@ -23,7 +23,7 @@ from policies.checkpoint import Checkpoint
 from recording.layout import StateLayout
 from recording.session import RecordOptions, dataset_info, open_dataset, warn_if_low_space
 from robot.clock import RealClock
-from robot.commands import STOP_KEYS
+from robot.commands import STOP_KEYS, open_rig_arms
 from robot.rig import SIM_DEVICE, Rig
 from teleop.keys import open_keys
 from teleop.pedal import open_pedal
@@ -57,10 +57,7 @@ def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: 
     steps = round(run.seconds * rig.control_hz) if run.seconds > 0 else None
     results: list[RolloutResult] = []
     with ExitStack() as stack:
-        if rig.virtual:  # virtual arms on a kinematic bench, no cameras: a state-only policy can run here
-            from robot.sim.rig_process import VirtualRigProcess
-
-            rig = stack.enter_context(VirtualRigProcess(rig, leader_motion="still"))
+        rig = open_rig_arms(rig, stack)  # virtual arms on a kinematic bench, no cameras: a state-only policy runs
         connected: ConnectedRig = stack.enter_context(connect(rig))
         layout = StateLayout.from_connected(connected)
         cameras = open_cameras(configs)

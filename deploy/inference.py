@@ -13,6 +13,7 @@ the step its observation was taken at, so the ensembler aligns it.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -30,6 +31,11 @@ class Observation:
     step: int  # control step the observation was taken at: the first action of its chunk is for this step
     qpos: np.ndarray  # (state_dim,) rig units (rad, grippers 0..1)
     images: np.ndarray | None  # (n_cams, H, W, 3) uint8 at the policy's image size; None for a state-only policy
+
+
+def inference_threads() -> int:
+    """All cores but one: the control loop, the bus I/O and the camera readers keep a core."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class ChunkPredictor:

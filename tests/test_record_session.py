@@ -15,11 +15,10 @@ import pytest
 
 from calibration.connection import connect
 from calibration.poses import GRIPPER
-from recording.keyed import leader_grippers
 from recording.cli import main as record_main
 from recording.dataset import Dataset, DatasetInfo
 from recording.inspect import main as inspect_main
-from recording.keyed import KeyedRecording
+from recording.keyed import KeyedRecording, leader_grippers
 from recording.layout import StateLayout
 from recording.reader import EpisodeReader
 from recording.replay import main as replay_main
@@ -202,6 +201,7 @@ def test_a_slow_episode_is_flagged_and_the_operator_asked(keyed_rig, tmp_path):
     assert "loop ran at" in episode.flagged
 
 
+@pytest.mark.slow  # end to end, ~15-20 s: python3 -m pytest -m slow
 def test_a_replayed_demo_succeeds_again_and_inspect_draws_it(tmp_path, capsys):
     data = str(tmp_path / "d")
     assert record_main(["--dataset", data, "--episodes", "1", "--image-size", "48x64", "--seed", "1"]) == 0

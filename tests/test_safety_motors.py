@@ -191,7 +191,7 @@ def test_a_checkpoint_whose_finite_weights_overflow_is_refused(checkpoint, tmp_p
 @pytest.fixture
 def torqued_arm():
     with virtual_arm_bus("follower_left", VIPERX_300_6DOF) as vbus:
-        arm = Arm.on_port("follower_left", VIPERX_300_6DOF, vbus.port, read_deadline_s=0.05,
+        arm = Arm.on_port("follower_left", VIPERX_300_6DOF, vbus.port, read_deadline_s=0.2,
                           transaction_attempts=2).open()
         arm.set_torque(True)
         yield arm, vbus
@@ -233,7 +233,7 @@ def test_the_rig_release_reports_each_motor_left_torqued_and_stops_the_others(tm
     rig = dataclasses.replace(load_rig("sim"), calibration_dir=tmp_path)
     said = []
     with virtual_buses(rig) as (live, buses):
-        with connect(live, say=said.append, read_deadline_s=0.05, transaction_attempts=2):
+        with connect(live, say=said.append, read_deadline_s=0.2, transaction_attempts=2):
             buses["follower_left"].silence(4)
             buses["follower_right"].set_hardware_error(2, 0x20)
         torque = {name: [bus.get(i, "Torque Enable") for i in range(1, 10)] for name, bus in buses.items()}
@@ -265,7 +265,7 @@ def test_an_unplugged_adapter_does_not_keep_the_other_arms_from_being_released(t
     rig = dataclasses.replace(load_rig("sim"), calibration_dir=tmp_path)
     said = []
     with virtual_buses(rig) as (live, buses):
-        with connect(live, say=said.append, read_deadline_s=0.05, transaction_attempts=2) as connected:
+        with connect(live, say=said.append, read_deadline_s=0.2, transaction_attempts=2) as connected:
             connected.arms["follower_left"].bus.port.ser.close()  # the serial device is gone: OSError, not a bus error
         torque = {name: [bus.get(i, "Torque Enable") for i in range(1, 10)] for name, bus in buses.items()}
     assert torque["follower_right"] == torque["leader_left"] == torque["leader_right"] == [0] * 9

@@ -79,6 +79,7 @@ def test_the_loader_reads_aloha_compressed_files(tmp_path):
     assert (images[2] - original).abs().mean() < 0.03  # within JPEG tolerance
 
 
+@pytest.mark.slow  # end to end, ~15-20 s: python3 -m pytest -m slow
 def test_a_tiny_act_overfits_two_sim_episodes(sim_dataset, tmp_path):
     out = tmp_path / "run"
     code = train_main(["--dataset", str(sim_dataset), "--out", str(out), *TINY, "--steps", "300",
@@ -113,6 +114,7 @@ def test_resume_without_a_checkpoint_is_refused(sim_dataset, tmp_path, capsys):
     assert "no checkpoint to resume from" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two processes under torchrun, ~10 s
 def test_two_gloo_processes_under_torchrun_keep_identical_parameters(sim_dataset, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
