@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cv2
 
-from recording.inspect import open_video, side_by_side
+from recording.video import open_video, side_by_side
 from robot.cameras import Camera
 from robot.loop import Step
 

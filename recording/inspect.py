@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -21,6 +20,7 @@ import numpy as np
 
 from recording.dataset import INDEX, Dataset, DatasetError, EpisodeInfo
 from recording.reader import EpisodeFormatError, EpisodeReader
+from recording.video import open_video, side_by_side
 from robot.commands import add_verbose_argument, command_parser, describe, existing_folder, run_command, setup_process
 
 PROG = "tandem-inspect"
@@ -144,20 +144,6 @@ def camera_video(reader: EpisodeReader, path: Path, fps: float, height: int = 24
     finally:
         writer.release()
     return reader.length
-
-
-def side_by_side(images: Sequence[np.ndarray], height: int) -> np.ndarray:
-    """RGB frames scaled to one height and joined left to right, as a BGR frame for cv2.VideoWriter."""
-    tiles = [cv2.resize(image, (round(image.shape[1] * height / image.shape[0]), height),
-                        interpolation=cv2.INTER_AREA) for image in images]
-    return cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR)
-
-
-def open_video(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise OSError(f"{path}: OpenCV could not open an MP4 writer")
-    return writer
 
 
 def build_parser() -> argparse.ArgumentParser:
