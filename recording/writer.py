@@ -19,12 +19,14 @@ step it is written, and a full disk is seen there, not at close.
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import re
 import shutil
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +36,8 @@ from typing import Any
 import cv2
 import h5py
 import numpy as np
+
+from robot.commands import interrupts_deferred
 
 GROW_ROWS = 256  # image datasets grow by this many rows at a time, trimmed at close
 JPEG_CHUNKS_PER_ROW = 4  # a padded JPEG row spans about this many chunks: bounds the padding stored per frame
@@ -137,6 +141,20 @@ class FailSafeFile:
         self._f.close()
 
 
+# Writers whose file is open. At exit, one still open (an interrupt left it with no owner) is discarded before
+# HDF5's exit handler would flush it through a Python file object the finished interpreter can no longer call.
+_open_writers: weakref.WeakSet[EpisodeWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _discard_open_writers() -> None:
+    for writer in list(_open_writers):
+        try:
+            writer.discard()
+        except Exception:  # at exit: the next writer of the folder removes a leftover .partial
+            pass
+
+
 def partial_path(path: Path) -> Path:
     """Where an episode lives until it is closed: hidden, and never matched by episode_*.hdf5."""
     return path.with_name(f".{path.name}.partial")
@@ -169,6 +187,7 @@ class EpisodeWriter:
         self._disk = FailSafeFile(self._tmp)
         self._file = h5py.File(self._disk, "w", rdcc_nbytes=0)
         self._file_open = True
+        _open_writers.add(self)
         # handles kept for the whole episode: a temporary handle's release would flush, and fail again, after an error
         self._datasets: dict[str, h5py.Dataset] = {}
         self._images = self._file.create_group("observations").create_group("images")
@@ -265,14 +284,20 @@ class EpisodeWriter:
             self._pool.shutdown()
 
     def _close_file(self) -> None:
-        """Close the HDF5 file and the OS file, once, from whichever thread owns them at that point."""
-        if self._file_open:
-            self._file_open = False
+        """Close the HDF5 file and the OS file, once, from whichever thread owns them at that point.
+
+        Never interrupted half way: an HDF5 file left open is flushed by HDF5's own exit handler, through this
+        Python file object, after the interpreter is gone (a segfault at exit)."""
+        if not self._file_open:
+            return
+        with interrupts_deferred():
             self._datasets.clear()
             try:
                 self._file.close()
             finally:
                 self._disk.close()
+                self._file_open = False
+                _open_writers.discard(self)
 
     def _run(self) -> None:
         while (record := self._queue.get()) is not None:
