@@ -6,6 +6,66 @@ positions; a latent token and a qpos token with learned positions; a transformer
 Training side: a CVAE encoder over [cls, qpos, action chunk] gives the latent's mean and log-variance; the loss is
 L1 on the non-padded actions + kl_weight * KL(q(z|a, qpos) || N(0, I)). At inference the latent is zero (the prior
 mean).
+
+Deviations from the original code (tonyzhaozh/act: detr/models/{detr_vae,transformer,backbone,position_encoding}.py,
+policy.py, imitate_episodes.py, utils.py). "Kept": on purpose; "gap": to fix later. The README's results were
+trained with this code, so none is changed without retraining; tests/test_policy_golden.py pins the numbers.
+
+Model
+- Initialisation (gap): the original runs xavier_uniform_ over every >1-dim parameter of its observation
+  encoder + decoder (DETR's Transformer._reset_parameters); here they keep PyTorch's defaults. Attention in_proj
+  is xavier either way; the FFN linears and attention out_proj differ (kaiming-uniform here). Outside that
+  Transformer (CVAE encoder, projections, embeddings, heads) both use the defaults.
+- Decoder depth (kept): all dec_layers run and the last one's normed output is read. The original returned every
+  layer's output and took index 0, so only the first of its 7 layers mattered. dec_layers=1 reproduces it.
+- No is_pad head (kept): the original computes Linear(d, 1) padding logits and never uses them in the loss.
+- Dimensions (kept): state_dim, action_dim and latent_dim come from the config; the original hard-codes 14, 14, 32.
+- Camera positions (kept): every camera gets the same 2D sine grid, as in the original (it concatenates the
+  cameras' feature maps along the width, with each camera's grid computed alone), plus a learned per-camera
+  offset (camera_embed, N(0, 1) init) so cameras can be told apart by position.
+- Token order (no effect): image tokens are camera-major here; the original's are row-major over the width-
+  concatenated map. Attention does not depend on the order when each token keeps its own position.
+- Sine channel layout (kept, not weight-compatible): the 2D image grid and the CVAE's 1D table use the original's
+  frequencies, and the grid uses its (0, 2*pi] scaling (the original also adds an eps of 1e-6). But here each
+  frequency's sines come as one block, then the cosines; the original interleaves sin/cos channel by channel.
+  That is a fixed permutation of the position channels only, so original checkpoints do not load here.
+- Learned positions (same): the latent and qpos tokens get a learned (2, d) embedding, and the decoder's chunk_size
+  learned queries start from a zero target. The CVAE's sine table is a non-persistent buffer here; it is saved
+  in the original's state dict.
+- Backbone (gap in the `paper` preset): the original loads torchvision's ImageNet resnet18 under frozen batch
+  norm. Here the ResNet starts random (kaiming) unless `--pretrained-backbone` is given, and with frozen batch
+  norm at identity statistics that random network has no normalization. backbone_norm="group" (trained GroupNorm)
+  is a tandem-only option. One shared backbone over all cameras, layer4 features, as the original. All cameras
+  go in one batched pass, which gives the same numbers.
+- Freezing (kept): lr_backbone=0 sets requires_grad off. The original builds a train_backbone flag, leaves it
+  unused and trains the backbone whenever it is in the optimizer.
+- Augmentation (kept, off by default): image_shift (DrQ random shift) in training; the original has none.
+  Images are resized to config.image_size (the `paper` preset's 480x640 is ALOHA's native size, so no resize).
+- Image normalization (same): 0..1 images, ImageNet mean/std inside the policy.
+
+Loss and latent
+- L1 (kept): the mean over the valid (unpadded) steps only. The original multiplies by ~is_pad and then averages
+  over all B*chunk*action_dim entries, so its L1 shrinks with the padded fraction. That makes its L1 : KL
+  balance (kl_weight) depend on how much of a batch is padding; here L1 >= the original's on padded batches.
+- KL (same): -0.5 * (1 + logvar - mu^2 - exp(logvar)), summed over latent dims and averaged over the batch
+  (the original's total_kld), weighted by kl_weight.
+- Validation latent (kept): in eval mode the loss uses the posterior mean. The original samples z whenever actions
+  are given, validation included. Training samples here as well; inference uses z = 0 in both.
+
+Data and training (policies/dataset.py, policies/train.py)
+- Sampling (kept): uniform over all steps of all training episodes: each frame once per epoch, shuffled, or with
+  replacement in proportion to weights when correction episodes are weighted. The original draws one random
+  step per episode per item (an "epoch" is one pass over the episodes), which weights episodes equally whatever
+  their length.
+- Real-robot action offset (gap to check): for non-sim episodes the original starts the action chunk at t-1
+  (its "hack, to make timesteps more aligned"); here it always starts at t.
+- Normalization stats (kept): computed over the training episodes only, with the population std. The original
+  uses all episodes, validation included, and the unbiased std. Both floor the std at 1e-2.
+- Optimizer (same core): AdamW; the backbone group at lr_backbone, the rest at lr; weight_decay 1e-4 on both,
+  biases and norms included. The `paper` preset matches imitate_episodes (lr 1e-5, lr_backbone 1e-5, batch 8).
+  Added (kept): linear warm-up then cosine decay (the original holds the lr constant), gradient clipping at norm
+  1.0 (the original does not clip), frozen parameters left out of the optimizer, and bf16 autocast on CUDA (the
+  original trains in fp32). Training counts steps rather than epochs.
 """
 
 from __future__ import annotations
