@@ -12,7 +12,7 @@ written) runs on a fixed seeded batch, through the same call the trainer makes (
 - the initial weights, as a float64 sum and absolute sum per parameter (`init.<parameter name>`), so a change
   of initialisation is told apart from a change of the computation.
 
-Stored in tests/artifacts/act_tiny_golden.safetensors. Compared with atol 1e-5, rtol 1e-4 (float32 on CPU, one
+Stored in tests/artifacts/act_tiny_golden.safetensors. Compared with atol 1e-4, rtol 1e-3 (float32 on CPU, one
 thread, deterministic algorithms).
 
 Regenerate only when a change of the model's numbers is intended (and say so in the commit), with either
@@ -40,7 +40,7 @@ from policies.registry import make_policy
 
 ARTIFACT = Path(__file__).parent / "artifacts" / "act_tiny_golden.safetensors"
 REGENERATE_ENV = "TANDEM_REGENERATE_GOLDEN"
-ATOL, RTOL = 1e-5, 1e-4
+ATOL, RTOL = 1e-4, 1e-3  # another CPU's kernels sum in another order; any change to the model moves far more
 INIT_SEED, BATCH_SEED, LATENT_SEED = 0, 1, 2
 BATCH = 2
 PADDED_STEPS = 3  # the second item's chunk runs past its episode's end by this many steps
