@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -18,7 +17,10 @@ from robot.commands import (
     UsageError,
     add_verbose_argument,
     command_parser,
+    dataset_folder,
     image_size,
+    non_negative_float,
+    non_negative_int,
     positive_float,
     positive_int,
     run_command,
@@ -37,41 +39,11 @@ def _assignment(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"{text} is not a number at least 0")
-    return value
-
-
 def _fraction(text: str) -> float:
-    value = _non_negative_float(text)
+    value = non_negative_float(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"{text} is not a fraction below 1")
     return value
-
-
-def _dataset_folder(text: str) -> Path:
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file; pass the dataset folder that holds it (the folder "
-                                         "tandem-record wrote, with dataset.json and episode_*.hdf5)")
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text}: no such dataset folder")
-    return path
 
 
 def _out_folder(text: str) -> Path:
@@ -106,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Preset-dependent options default to SUPPRESS: absent from the namespace unless given, so the preset decides
     # and --help says what each preset sets instead of "None".
     keep = argparse.SUPPRESS
-    parser.add_argument("--dataset", required=True, default=keep, type=_dataset_folder, help="dataset folder")
+    parser.add_argument("--dataset", required=True, default=keep, type=dataset_folder, help="dataset folder")
     parser.add_argument("--out", required=True, default=keep, type=_out_folder,
                         help="run folder (best/, last/, metrics.jsonl)")
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
@@ -125,12 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"per process (default: the preset's: {_preset_values('batch_size')})")
     parser.add_argument("--lr", type=positive_float, default=keep,
                         help=f"learning rate (default: the preset's: {_preset_values('lr')})")
-    parser.add_argument("--lr-backbone", type=_non_negative_float, default=keep,
+    parser.add_argument("--lr-backbone", type=non_negative_float, default=keep,
                         help=f"ResNet learning rate, 0 freezes it (default: the preset's: "
                         f"{_preset_values('lr_backbone')})")
     parser.add_argument("--chunk-size", type=positive_int, default=keep,
                         help=f"actions per prediction (default: the preset's: {_preset_values('chunk_size')})")
-    parser.add_argument("--kl-weight", type=_non_negative_float, default=keep,
+    parser.add_argument("--kl-weight", type=non_negative_float, default=keep,
                         help=f"ACT's KL weight (default: the preset's: {_preset_values('kl_weight')})")
     parser.add_argument("--cameras", default=keep,
                         help="comma-separated cameras to use, or 'none' for a state-only policy (default: the "
@@ -139,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"training image size (default: the preset's: {_preset_values('image_size')})")
     parser.add_argument("--set", type=_assignment, action="append", default=[], metavar="FIELD=VALUE",
                         help="any other policy config field, e.g. --set dec_layers=1 (repeatable)")
-    parser.add_argument("--warmup-steps", type=_count, default=100, help="linear warm-up before cosine decay")
+    parser.add_argument("--warmup-steps", type=non_negative_int, default=100, help="linear warm-up before cosine decay")
     parser.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clip")
     parser.add_argument("--val-fraction", type=_fraction, default=0.1,
                         help="share of the episodes held out for validation (at least one when there are two)")
@@ -151,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--correction-weight", type=positive_float, default=1.0,
                         help="sampling weight of correction episodes' frames relative to demos")
     parser.add_argument("--kinds", default="demo,correction", help="episode kinds to train on")
-    parser.add_argument("--workers", type=_count, default=2, help="data loader processes per training process")
+    parser.add_argument("--workers", type=non_negative_int, default=2,
+                        help="data loader processes per training process")
     parser.add_argument("--cache-images", action="store_true",
                         help="decode and resize every frame once into DATASET/.cache (memory-mapped afterwards)")
     parser.add_argument("--pretrained-backbone", type=Path, metavar="FILE", default=keep,

@@ -21,7 +21,7 @@ import numpy as np
 from recording.dataset import INDEX, Dataset, DatasetError, EpisodeInfo
 from recording.reader import EpisodeFormatError, EpisodeReader
 from recording.video import open_video, side_by_side
-from robot.commands import add_verbose_argument, command_parser, describe, existing_folder, run_command, setup_process
+from robot.commands import add_verbose_argument, command_parser, dataset_folder, describe, run_command, setup_process
 
 PROG = "tandem-inspect"
 
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "print its status. Exits 1 when a file is bad, missing or not in dataset.json.",
         "With --episode K, also write episode_K_joints.png (each joint's observed position and action over "
         "time) and episode_K_cameras.mp4 (the cameras side by side) into --out."))
-    parser.add_argument("--dataset", required=True, type=existing_folder,
+    parser.add_argument("--dataset", required=True, type=dataset_folder,
                         help="dataset folder (ours, or one recorded by ALOHA's scripts)")
     parser.add_argument("--episode", type=int, help="episode to plot and render")
     parser.add_argument("--out", help="where to write the plot and video; unset: the dataset folder")

@@ -26,8 +26,8 @@ from robot.commands import (
     add_rig_argument,
     add_verbose_argument,
     command_parser,
+    dataset_folder,
     describe,
-    existing_folder,
     is_sim_world,
     run_command,
     setup_process,
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Replay a recorded episode's actions on the followers at the recorded rate, after a slow move to its "
         "first pose. Ctrl-C stops with the followers holding, then released.",
         "With --rig sim the world is reset to the episode's seed and the task's reward is printed at the end."))
-    parser.add_argument("--dataset", required=True, type=existing_folder, help="dataset folder")
+    parser.add_argument("--dataset", required=True, type=dataset_folder, help="dataset folder")
     parser.add_argument("--episode", type=int, required=True, help="episode number")
     add_rig_argument(parser)
     add_motion_arguments(parser)

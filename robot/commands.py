@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -42,23 +43,38 @@ def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 # -- argument types -------------------------------------------------------------------------------------------------
-def positive_int(text: str) -> int:
+def _number(text: str, kind: type, what: str) -> int | float:
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not at least 1")
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = _number(text, int, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
+    value = _number(text, float, "a number")
+    if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text, float, "a number")
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text} is not a number at least 0")
     return value
 
 
@@ -153,14 +169,15 @@ def is_sim_world(rig: object) -> bool:
     return bool(getattr(rig, "virtual", False)) and any(c.device == SIM_DEVICE for c in rig.cameras)
 
 
-def existing_folder(text: str) -> str:
-    """A folder that must already exist (a dataset to read): anything else is a usage error."""
+def dataset_folder(text: str) -> Path:
+    """A dataset folder that must already exist (to read or train on): anything else is a usage error."""
     path = Path(text)
-    if path.is_dir():
-        return text
-    if path.exists():
-        raise argparse.ArgumentTypeError(f"{text} is not a folder")
-    raise argparse.ArgumentTypeError(f"{text}: no such folder")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; pass the dataset folder that holds it (the folder "
+                                         "tandem-record wrote, with dataset.json and episode_*.hdf5)")
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such dataset folder")
+    return path
 
 
 def keys_line(backend: str, listening: bool) -> str:

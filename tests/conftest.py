@@ -45,3 +45,25 @@ def follower():
             arm.bus.configure(motor_id)
         yield arm, vbus
         arm.close()
+
+
+# -- a recorded dataset and a tiny policy trained on it, shared by the deploy and safety tests ----------------------
+@pytest.fixture(scope="session")
+def demos(tmp_path_factory):
+    """Two 4 s demonstrations by the scripted operator, four cameras at 48x64. Copy it before writing into it."""
+    from recording.cli import main as record_main
+
+    root = tmp_path_factory.mktemp("demos") / "demos"
+    assert record_main(["--dataset", str(root), "--episodes", "2", "--seconds", "4", "--image-size", "48x64"]) == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def checkpoint(demos, tmp_path_factory):
+    """A tiny ACT (cam_high, chunk 8) after a few steps: what it does is irrelevant, that it runs is not."""
+    from policies.cli import main as train_main
+
+    out = tmp_path_factory.mktemp("tiny_act") / "run"
+    assert train_main(["--dataset", str(demos), "--out", str(out), "--preset", "tiny", "--workers", "0",
+                       "--no-progress", "--device", "cpu", "--val-fraction", "0", "--steps", "2"]) == 0
+    return out / "last"

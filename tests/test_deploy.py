@@ -22,7 +22,6 @@ from deploy.rollout import DeployOptions, run_rollout
 from deploy.runner import DeployController, PolicyActions
 from policies.checkpoint import load_checkpoint
 from policies.cli import main as train_main
-from recording.cli import main as record_main
 from recording.dataset import Dataset
 from recording.layout import StateLayout
 from recording.reader import EpisodeReader
@@ -38,22 +37,6 @@ from teleop.pedal import TogglePedal
 
 TINY = ["--preset", "tiny", "--workers", "0", "--no-progress", "--device", "cpu", "--val-fraction", "0"]
 SIZE = (48, 64)
-
-
-@pytest.fixture(scope="module")
-def demos(tmp_path_factory):
-    """Two 4 s demonstrations by the scripted operator, four cameras at 48x64."""
-    root = tmp_path_factory.mktemp("deploy") / "demos"
-    assert record_main(["--dataset", str(root), "--episodes", "2", "--seconds", "4", "--image-size", "48x64"]) == 0
-    return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(demos, tmp_path_factory):
-    """A tiny ACT (cam_high, chunk 8) after a few steps: what it does is irrelevant, that it runs is not."""
-    out = tmp_path_factory.mktemp("deploy") / "run"
-    assert train_main(["--dataset", str(demos), "--out", str(out), *TINY, "--steps", "2"]) == 0
-    return out / "last"
 
 
 @pytest.fixture(scope="module")

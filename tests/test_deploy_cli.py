@@ -20,28 +20,10 @@ from deploy.cli import deploy_main, eval_main
 from deploy.evaluate import EpisodeOutcome, EvalReport
 from deploy.render import render_settings
 from deploy.round_report import main as round_report_main
-from policies.cli import main as train_main
-from recording.cli import main as record_main
 from recording.dataset import Dataset, DatasetInfo
 
 SIM_YAML = (Path(robot.rig.__file__).parent / "rigs" / "sim.yaml").read_text()
 RIG_CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
-
-
-@pytest.fixture(scope="module")
-def demos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("deploy_cli") / "demos"
-    assert record_main(["--dataset", str(root), "--episodes", "2", "--seconds", "2", "--image-size", "48x64"]) == 0
-    return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(demos, tmp_path_factory):
-    """A tiny ACT on cam_high: what it does is irrelevant, that it runs is not."""
-    out = tmp_path_factory.mktemp("deploy_cli") / "run"
-    assert train_main(["--dataset", str(demos), "--out", str(out), "--preset", "tiny", "--steps", "2",
-                       "--workers", "0", "--no-progress", "--val-fraction", "0"]) == 0
-    return out / "last"
 
 
 # -- exit codes ---------------------------------------------------------------------------------------------------

@@ -17,8 +17,6 @@ from deploy.inference import ChunkPredictor
 from deploy.rollout import DeployOptions, run_rollout
 from deploy.runner import PolicyStalledError
 from policies.checkpoint import MODEL_FILE, CheckpointError, load_checkpoint
-from policies.cli import main as train_main
-from recording.cli import main as record_main
 from robot.arm import VIPERX_300_6DOF, Arm, NonFiniteCommandError, rad_to_ticks
 from robot.clock import RealClock
 from robot.dynamixel.errors import TorqueReleaseError
@@ -122,15 +120,6 @@ def test_nan_pair_offsets_leave_the_followers_holding(tmp_path):
 
 
 # -- a policy that outputs NaN --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("safety")
-    assert record_main(["--dataset", str(root / "demos"), "--episodes", "1", "--seconds", "2",
-                        "--image-size", "48x64"]) == 0
-    assert train_main(["--dataset", str(root / "demos"), "--out", str(root / "run"), *TINY, "--steps", "2"]) == 0
-    return root / "run" / "last"
-
-
 class NanPredictor(ChunkPredictor):
     """The real predictor whose every chunk is NaN (as NaN weights or broken statistics would make it)."""
 
