@@ -33,10 +33,11 @@ Model
   learned queries start from a zero target. The CVAE's sine table is a non-persistent buffer here; it is saved
   in the original's state dict.
 - Backbone (gap in the `paper` preset): the original loads torchvision's ImageNet resnet18 under frozen batch
-  norm. Here the ResNet starts random (kaiming) unless `--pretrained-backbone` is given, and with frozen batch
-  norm at identity statistics that random network has no normalization. backbone_norm="group" (trained GroupNorm)
-  is a tandem-only option. One shared backbone over all cameras, layer4 features, as the original. All cameras
-  go in one batched pass, which gives the same numbers.
+  norm. Here the ResNet starts random (kaiming) unless `--pretrained-backbone imagenet` (the same torchvision
+  file, downloaded once and checked by hash; policies/pretrained.py) or a local file is given, and with frozen
+  batch norm at identity statistics that random network has no normalization. Give `imagenet` with `paper`.
+  backbone_norm="group" (trained GroupNorm) is a tandem-only option. One shared backbone over all cameras,
+  layer4 features, as the original. All cameras go in one batched pass, which gives the same numbers.
 - Freezing (kept): lr_backbone=0 sets requires_grad off. The original builds a train_backbone flag, leaves it
   unused and trains the backbone whenever it is in the optimizer.
 - Augmentation (kept, off by default): image_shift (DrQ random shift) in training; the original has none.

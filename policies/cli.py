@@ -127,8 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="data loader processes per training process")
     parser.add_argument("--cache-images", action="store_true",
                         help="decode and resize every frame once into DATASET/.cache (memory-mapped afterwards)")
-    parser.add_argument("--pretrained-backbone", type=Path, metavar="FILE", default=keep,
-                        help="ImageNet weights: a torchvision resnet18 state dict saved with torch.save")
+    parser.add_argument("--pretrained-backbone", metavar="imagenet|FILE|URL", default=keep,
+                        help="start the ResNet from these weights: 'imagenet' (torchvision's ResNet-18 ImageNet "
+                        "weights, downloaded once into torch.hub's cache and checked by hash), a torchvision resnet18 "
+                        "state dict saved with torch.save, or a URL named as torch.hub's are (name-<sha256 prefix>.pth;"
+                        " file:// works). Without internet: copy the file here and pass its path")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true",

@@ -21,7 +21,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from policies.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from policies.config import PolicyConfig
 from policies.dataset import EpisodeDataset, compute_stats, dataset_digest, load_episodes, split_episodes
 from policies.normalize import NormStats
+from policies.pretrained import resolve_weights
 from policies.registry import make_policy
 from policies.resnet import load_pretrained_backbone
 from recording.dataset import Dataset
@@ -62,7 +63,7 @@ class TrainSettings:
     cache_images: bool = False
     seed: int = 0
     resume: bool = False
-    pretrained_backbone: Path | None = None
+    pretrained_backbone: str | Path | None = None  # imagenet, a file or a URL (policies.pretrained)
     device: str = "auto"
     progress: bool = True
 
@@ -141,6 +142,8 @@ def train(s: TrainSettings, report: Report = print) -> TrainResult:
     if s.resume and (s.out / "last").is_dir() and (done := read_meta(s.out / "last").step) >= s.steps:
         # before any process group or data loading: there is nothing to train
         return TrainResult(done, float("nan"), None, 0.0, s.out, start_step=done)
+    if s.pretrained_backbone is not None and not s.resume:  # a failed download fails before any data is loaded
+        s = replace(s, pretrained_backbone=resolve_weights(s.pretrained_backbone, progress=s.progress))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = _device(s.device)
     if distributed:
