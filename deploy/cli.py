@@ -32,6 +32,7 @@ from robot.commands import (
     add_keys_argument,
     add_motion_arguments,
     add_rig_argument,
+    add_task_description_argument,
     add_verbose_argument,
     command_parser,
     image_size,
@@ -71,6 +72,7 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-rollouts", action="store_true", help="with --dataset: also save each whole "
                         "rollout as a `rollout` episode with a per-step intervention mask")
     parser.add_argument("--raw", action="store_true", help="with --dataset: raw frames instead of JPEG rows")
+    add_task_description_argument(parser)
     add_motion_arguments(parser)
     sim = parser.add_argument_group("simulated rig (--rig sim)")
     sim.add_argument("--task", choices=TASK_NAMES, help="task (unset: the one the checkpoint's dataset recorded)")
@@ -152,7 +154,8 @@ def run_sim(prog: str, args: argparse.Namespace, rig: Rig, checkpoint: Checkpoin
                 dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, not args.raw, task))
                 warn_if_low_space(dataset, steps, episodes)
                 collect = Collect(dataset, RecordOptions(compress=not args.raw), keep_rollouts=args.keep_rollouts,
-                                  expert_labels=args.expert_labels)
+                                  expert_labels=args.expert_labels,
+                                  task_description=args.task_description)
             predictor = ChunkPredictor(checkpoint, args.device)
             h, w = render.image_size
             say(f"{task}: {episodes} episode(s) of {steps} steps from seed {args.seed}, policy {checkpoint.path} "
@@ -187,7 +190,7 @@ def run_arms(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint) -> int:
         raise UsageError("--expert-labels needs the simulated rig's scripted expert (--rig sim)")
     run = HardwareRun(episodes=args.episodes, seconds=args.seconds, dataset=args.dataset,
                       keep_rollouts=args.keep_rollouts, compress=not args.raw, keys=args.keys, pedal=args.pedal,
-                      device=args.device)
+                      device=args.device, task_description=args.task_description)
     run_hardware(rig, checkpoint, deploy_options(args), run, say=say)
     return EXIT_OK
 

@@ -25,8 +25,10 @@ from robot.loop import Step
 
 class TakeoverRecorder:
     def __init__(self, dataset: Dataset, layout: StateLayout, cameras: Mapping[str, Camera], options: RecordOptions,
-                 *, checkpoint: str, rate_hz: float, keep_rollout: bool = False, seed: int | None = None) -> None:
+                 *, checkpoint: str, rate_hz: float, keep_rollout: bool = False, seed: int | None = None,
+                 task_description: str = "") -> None:
         self.dataset = dataset
+        self.task_description = task_description
         self.layout = layout
         self.cameras = {name: cameras[name] for name in dataset.info.cameras}
         self.options = options
@@ -40,7 +42,8 @@ class TakeoverRecorder:
         self._finishing: list[Future] = []
         self._closer = ThreadPoolExecutor(1, thread_name_prefix="episode-close")  # one at a time: dataset.json
         self._rollout = (EpisodeSlot(dataset, layout, self.cameras, options, kind="rollout",
-                                     attrs=self._attrs(), intervention=lambda: self.human)
+                                     task_description=task_description, attrs=self._attrs(),
+                                     intervention=lambda: self.human)
                          if keep_rollout else None)
 
     def _attrs(self) -> dict:
@@ -55,7 +58,8 @@ class TakeoverRecorder:
             if self._rollout is not None:
                 attrs["rollout"] = self._rollout.index
             self._correction = EpisodeSlot(self.dataset, self.layout, self.cameras, self.options, kind="correction",
-                                           attrs=attrs, intervention=lambda: True)
+                                           task_description=self.task_description, attrs=attrs,
+                                           intervention=lambda: True)
         elif not self.human and self._correction is not None:
             self._close(self._correction, "pedal up")
             self._correction = None

@@ -36,7 +36,7 @@ from recording.dataset import Dataset
 from recording.layout import StateLayout
 from recording.session import RecordOptions
 from robot.sim.sim_clock import SimClock
-from robot.sim.tasks import REWARD_STAGES
+from robot.sim.tasks import REWARD_STAGES, task_description
 from robot.sim.world_process import SimWorldProcess
 from teleop.pedal import ScriptedPedal
 
@@ -182,6 +182,7 @@ class Collect:
     options: RecordOptions
     keep_rollouts: bool = False
     expert_labels: bool = False
+    task_description: str | None = None  # kept in every episode saved; None: the task's own sentence
 
 
 def evaluate(world: SimWorldProcess, connected: ConnectedRig, predictor: ChunkPredictor, task: str,
@@ -205,7 +206,8 @@ def evaluate(world: SimWorldProcess, connected: ConnectedRig, predictor: ChunkPr
         start = time.perf_counter()
         status = world.reset(seed)
         clock = SimClock(world, status.time)
-        recorder_args = dict(checkpoint=checkpoint, rate_hz=connected.rig.control_hz, seed=seed)
+        recorder_args = dict(checkpoint=checkpoint, rate_hz=connected.rig.control_hz, seed=seed,
+                             task_description=task_description(task, collect.task_description if collect else None))
         takeovers = labels = None
         if labelled:
             labels = ExpertLabelRecorder(world, collect.dataset, layout, world.cameras, collect.options,

@@ -25,6 +25,7 @@ from recording.session import RecordOptions, dataset_info, open_dataset, warn_if
 from robot.clock import RealClock
 from robot.commands import STOP_KEYS, open_rig_arms
 from robot.rig import SIM_DEVICE, Rig
+from robot.sim.tasks import task_description
 from teleop.keys import open_keys
 from teleop.pedal import open_pedal
 
@@ -41,6 +42,7 @@ class HardwareRun:
     keys: str = "auto"  # operator key backend
     pedal: str | None = None  # pedal backend; None: the rig file's
     device: str = "cpu"  # torch device for inference
+    task_description: str | None = None  # kept in every episode saved; None: the dataset's task
 
 
 def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: HardwareRun,
@@ -85,7 +87,10 @@ def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: 
                 say(f"followers at the start pose ({ramped / rig.control_hz:.1f} s)")
             takeovers = (TakeoverRecorder(dataset, layout, cameras, RecordOptions(compress=run.compress),
                                           checkpoint=str(checkpoint.path), rate_hz=rig.control_hz,
-                                          keep_rollout=run.keep_rollouts) if dataset else None)
+                                          keep_rollout=run.keep_rollouts,
+                                          task_description=task_description(dataset.info.task,
+                                                                            run.task_description))
+                          if dataset else None)
             say(f"policy running ({options.mode})" + (f" for {run.seconds:g} s" if steps else ""))
             progress.begin()
             try:

@@ -26,7 +26,8 @@ from robot.sim.world_process import SimWorldProcess
 
 class ExpertLabelRecorder:
     def __init__(self, world: SimWorldProcess, dataset: Dataset, layout: StateLayout, cameras: Mapping[str, Camera],
-                 options: RecordOptions, *, checkpoint: str, rate_hz: float, seed: int | None = None) -> None:
+                 options: RecordOptions, *, checkpoint: str, rate_hz: float, seed: int | None = None,
+                 task_description: str = "") -> None:
         self.world = world
         self.layout = layout
         self.options = options
@@ -34,8 +35,9 @@ class ExpertLabelRecorder:
         self.seed = seed
         self.checkpoint = checkpoint
         self._slot = EpisodeSlot(dataset, layout, {name: cameras[name] for name in dataset.info.cameras}, options,
-                                 kind="correction", attrs={"checkpoint": checkpoint, "labels": "expert",
-                                                           "start_reason": "expert labels every step"})
+                                 kind="correction", task_description=task_description,
+                                 attrs={"checkpoint": checkpoint, "labels": "expert",
+                                        "start_reason": "expert labels every step"})
 
     def label_commands(self) -> dict[str, np.ndarray]:
         """The expert's targets for the state the followers show now, as follower commands (rad)."""

@@ -25,6 +25,7 @@ from robot.commands import (
     add_keys_argument,
     add_motion_arguments,
     add_rig_argument,
+    add_task_description_argument,
     add_verbose_argument,
     command_parser,
     describe,
@@ -40,7 +41,7 @@ from robot.commands import (
 )
 from robot.loop import ControlLoop
 from robot.rig import SIM_DEVICE, Rig, load_rig
-from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
+from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES, task_description
 from teleop.controller import TeleopController
 from teleop.keys import NoKeys, open_keys
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="flag an episode whose loop rate fell below this share of the rig's")
     parser.add_argument("--start", choices=("any", "key", "gesture"), default="any",
                         help="hardware: what starts an episode: space, closing both leader grippers, or either")
+    add_task_description_argument(parser)
     add_keys_argument(parser)
     add_motion_arguments(parser)
     sim = parser.add_argument_group("simulated rig (--rig sim)")
@@ -112,7 +114,8 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
             slot = progress = None
             try:
                 with interrupts_deferred():  # an interrupt inside the constructor would leave its writer running
-                    slot = EpisodeSlot(dataset, layout, world.cameras, options, attrs={"seed": seed})
+                    slot = EpisodeSlot(dataset, layout, world.cameras, options, attrs={"seed": seed},
+                                       task_description=task_description(args.task, args.task_description))
                     progress = ProgressLine(slot, steps)
                 result = run_episode(world, connected, seed, steps, max_step_rad=args.max_step,
                                      observers=[slot.recorder, progress], realtime=args.realtime)
@@ -163,7 +166,8 @@ def record_hardware(args: argparse.Namespace, rig: Rig, options: RecordOptions) 
                                  episodes=args.episodes, steps=steps, rate_hz=rig.control_hz, keys=keys.events,
                                  leader_grippers=None if args.start == "key" else leader_grippers(connected),
                                  start_keys=START_KEYS if listening and args.start != "gesture" else (),
-                                 listening=listening)
+                                 listening=listening,
+                                 task_description=task_description(dataset.info.task, args.task_description))
         loop.observers.append(session)
         try:
             loop.run(session.until)

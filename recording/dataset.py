@@ -67,6 +67,7 @@ class EpisodeInfo:
     checkpoint: str = ""  # the policy a correction or rollout came from
     rollout: int | None = None  # the rollout episode a correction was cut from
     rollout_step: int | None = None  # the step of its rollout at which a correction started (the takeover)
+    task_description: str = ""  # what the episode shows being done, in words (LeRobot's per-episode `task`)
     bytes: int = 0
     created: str = ""
 
@@ -376,7 +377,7 @@ def _info_from_files(root: Path) -> DatasetInfo:
 def _info_from_file(path: Path) -> EpisodeInfo:
     """An episode's index entry from its file: what EpisodeSlot.finish would have added."""
     with EpisodeReader(path) as ep:
-        attrs, length = ep.attrs, ep.length
+        attrs, length, description = ep.attrs, ep.length, ep.task_description
 
     def number(key: str) -> int | None:  # our files store "unknown" as -1
         value = attrs.get(key, -1)
@@ -389,7 +390,8 @@ def _info_from_file(path: Path) -> EpisodeInfo:
                        success=None if success is None else bool(success), seed=number("seed"),
                        fps=float(fps) if isinstance(fps, int | float) and fps > 0 else None,
                        dropped=number("dropped_steps") or 0, checkpoint=str(attrs.get("checkpoint", "")),
-                       rollout=number("rollout"), rollout_step=number("rollout_step"), bytes=path.stat().st_size,
+                       rollout=number("rollout"), rollout_step=number("rollout_step"),
+                       task_description=description, bytes=path.stat().st_size,
                        created=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(path.stat().st_mtime)))
 
 

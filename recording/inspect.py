@@ -49,7 +49,7 @@ def episode_rate(dataset: Dataset, episode: EpisodeInfo) -> float | None:
 
 
 def summary_table(dataset: Dataset) -> str:
-    rows = [("episode", "kind", "steps", "seconds", "fps", "dropped", "success", "MB", "flagged")]
+    rows = [("episode", "kind", "steps", "seconds", "fps", "dropped", "success", "MB", "flagged", "task")]
     fps = dataset.info.fps
     total_steps = total_bytes = 0
     for e in dataset.episodes():
@@ -57,7 +57,8 @@ def summary_table(dataset: Dataset) -> str:
         success = "-" if e.success is None else ("yes" if e.success else "no")
         rate = episode_rate(dataset, e)
         rows.append((str(e.index), e.kind, str(e.length), f"{e.length / fps:.1f}",
-                     f"{rate:.1f}" if rate else "-", str(e.dropped), success, f"{size / 1e6:.1f}", e.flagged))
+                     f"{rate:.1f}" if rate else "-", str(e.dropped), success, f"{size / 1e6:.1f}", e.flagged,
+                     e.task_description or "-"))
         total_steps += e.length
         total_bytes += size
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -33,8 +33,9 @@ class KeyedRecording:
     def __init__(self, dataset: Dataset, layout: StateLayout, cameras: Mapping[str, Camera], options: RecordOptions,
                  *, episodes: int, steps: int, rate_hz: float, keys: Callable[[], list[str]],
                  leader_grippers: Callable[[Step], list[float]] | None, start_keys: tuple[str, ...] = START_KEYS,
-                 listening: bool = True, say: Callable[[str], None] = print) -> None:
+                 listening: bool = True, task_description: str = "", say: Callable[[str], None] = print) -> None:
         self.dataset = dataset
+        self.task_description = task_description
         self.layout = layout
         self.cameras = cameras
         self.options = options
@@ -109,7 +110,8 @@ class KeyedRecording:
 
     def _start(self) -> None:
         with interrupts_deferred():  # made and owned at once, so close() always finds the writer it must end
-            self.slot = EpisodeSlot(self.dataset, self.layout, self.cameras, self.options)
+            self.slot = EpisodeSlot(self.dataset, self.layout, self.cameras, self.options,
+                                    task_description=self.task_description)
             self.progress = ProgressLine(self.slot, self.steps)
         self.stats = PeriodStats(1.0 / self.rate_hz)
         early = f"; {STOP_KEY} stops early" if self.listening else ""

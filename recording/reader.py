@@ -106,6 +106,12 @@ class EpisodeReader:
     def attrs(self) -> dict[str, Any]:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self._file.attrs.items()}
 
+    @property
+    def task_description(self) -> str:
+        """The root attribute `task_description` (ours), "" where the file has none (ALOHA's, older ones)."""
+        value = self._file.attrs.get("task_description", "")
+        return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
     def array(self, name: str, *, finite: bool = False) -> np.ndarray:
         """A whole low-dimensional dataset, e.g. "/observations/qpos", "/action", "/timestamps/control".
 

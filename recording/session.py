@@ -64,9 +64,10 @@ class EpisodeSlot:
     """One episode being recorded: its writer, its recorder (a loop observer), and its entry when done."""
 
     def __init__(self, dataset: Dataset, layout: StateLayout, cameras: Mapping[str, Camera], options: RecordOptions,
-                 *, kind: str = "demo", attrs: Mapping[str, Any] | None = None,
+                 *, kind: str = "demo", task_description: str = "", attrs: Mapping[str, Any] | None = None,
                  intervention: Callable[[], bool] | None = None) -> None:
         self.dataset = dataset
+        self.task_description = task_description
         self.index = dataset.next_index()
         sizes = {name: tuple(dataset.info.image_size[name]) for name in cameras}
         info = dataset.info
@@ -75,6 +76,7 @@ class EpisodeSlot:
             dataset.path(self.index), sizes, compress=options.compress, jpeg_quality=options.jpeg_quality,
             dim=layout.dim, attrs={"sim": info.rig == "sim", "fps": info.fps, "rig": info.rig,
                                    "calibration": info.calibration, "kind": kind, "task": info.task,
+                                   "task_description": task_description,
                                    "state_names": list(layout.names), **(attrs or {})})
         self.recorder = EpisodeRecorder(layout, cameras, self.writer, intervention=intervention)
         self.started = time.perf_counter()
@@ -95,7 +97,8 @@ class EpisodeSlot:
                  "seed": -1 if seed is None else seed, "achieved_fps": fps or 0.0, **(attrs or {})}
         summary = self.writer.close(extra)
         episode = EpisodeInfo(self.index, self.kind, summary.steps, success=success, seed=seed, fps=fps,
-                              dropped=summary.dropped, flagged="; ".join(flagged), bytes=summary.bytes, **info)
+                              dropped=summary.dropped, flagged="; ".join(flagged), bytes=summary.bytes,
+                              task_description=self.task_description, **info)
         self.dataset.add(episode)
         return episode, summary
 

@@ -132,6 +132,13 @@ def add_keys_argument(parser: argparse.ArgumentParser) -> None:
                         help="operator key backend (auto: pynput with a display, else this terminal)")
 
 
+def add_task_description_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task-description", metavar="TEXT",
+                        help="what the episodes show being done, in words, kept in each episode and in dataset.json "
+                        "(LeRobot's `task`); unset: the simulated task's sentence, on hardware the dataset's task "
+                        "(often empty)")
+
+
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (bus retries and more)")
 
