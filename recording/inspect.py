@@ -1,12 +1,15 @@
-"""tandem-inspect: what a dataset holds, and for one episode a plot of its joints and a video of its cameras.
+"""tandem-inspect: what a dataset holds; for one episode a plot of its joints and a video of its cameras; for the
+whole dataset a static HTML report.
 
 Every episode file is opened and checked (layout, shapes, length against
 dataset.json, finite values, cameras' first and last frames): one status line
 per file, and exit status 1 when any is bad, missing, or not in the index.
 
-The plot and the video are drawn with OpenCV (no plotting library needed): a
-PNG with one panel per joint (observed position and the action sent), and an
-MP4 of every camera side by side at the recorded rate.
+The plot is drawn with OpenCV (recording/joint_plot.py: every joint's observed
+position and action against time, takeovers marked), the video is every camera
+side by side, each labelled, as H.264 (or AV1) MP4 that browsers play
+(recording/video.py). --html writes one page (recording/report_html.py) with the
+table of episodes and, per episode, its plot and video.
 """
 
 from __future__ import annotations
@@ -15,18 +18,25 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from recording.dataset import INDEX, Dataset, DatasetError, EpisodeInfo
+from recording.joint_plot import plot_joints, takeover_spans
 from recording.reader import EpisodeFormatError, EpisodeReader
-from recording.video import open_video, side_by_side
-from robot.commands import add_verbose_argument, command_parser, dataset_folder, describe, run_command, setup_process
+from recording.report_html import EpisodeEntry, write_page
+from recording.video import CODECS, DEFAULT_CODEC, VideoWriter, side_by_side
+from robot.commands import (
+    UsageError,
+    add_verbose_argument,
+    command_parser,
+    dataset_folder,
+    describe,
+    run_command,
+    setup_process,
+)
 
 PROG = "tandem-inspect"
-
-PANEL = (150, 420)  # height, width of one joint's panel
-QPOS_COLOR, ACTION_COLOR = (200, 90, 20), (30, 140, 240)  # BGR: blue observed, orange action
+REPORT = Path("report")  # --html without a folder: DATASET/report/index.html
 
 
 def episode_rate(dataset: Dataset, episode: EpisodeInfo) -> float | None:
@@ -103,48 +113,75 @@ def check_files(dataset: Dataset) -> list[tuple[str, str]]:
     return problems
 
 
-def plot_joints(reader: EpisodeReader, path: Path) -> None:
-    qpos, action = reader.qpos, reader.action
-    names = [str(n) for n in reader.attrs.get("state_names", [f"joint {i}" for i in range(reader.dim)])]
-    columns = 2
-    rows = -(-reader.dim // columns)
-    ph, pw = PANEL
-    canvas = np.full((rows * ph + 30, columns * pw, 3), 255, np.uint8)
-    cv2.putText(canvas, f"{reader.path.name}: observed (blue) and action (orange)", (10, 20),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    for j in range(reader.dim):
-        y0, x0 = 30 + (j % rows) * ph, (j // rows) * pw
-        series = [qpos[:, j]] + ([action[:, j]] if j < action.shape[1] else [])
-        lo = min(float(s.min()) for s in series) if len(qpos) else 0.0
-        hi = max(float(s.max()) for s in series) if len(qpos) else 1.0
-        hi = hi if hi > lo else lo + 1e-3
-        cv2.rectangle(canvas, (x0 + 40, y0 + 15), (x0 + pw - 10, y0 + ph - 15), (220, 220, 220), 1)
-        cv2.putText(canvas, f"{names[j]}  [{lo:.2f}, {hi:.2f}]", (x0 + 45, y0 + 12), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.38, (0, 0, 0), 1, cv2.LINE_AA)
-        for values, color in zip(series, (QPOS_COLOR, ACTION_COLOR), strict=False):
-            if len(values) < 2:
-                continue
-            xs = x0 + 40 + np.linspace(0, pw - 50, len(values))
-            ys = y0 + ph - 15 - (values - lo) / (hi - lo) * (ph - 30)
-            points = np.stack([xs, ys], axis=1).astype(np.int32).reshape(-1, 1, 2)
-            cv2.polylines(canvas, [points], False, color, 1, cv2.LINE_AA)
-    if not cv2.imwrite(str(path), canvas):
-        raise OSError(f"{path}: could not write the plot")
-
-
-def camera_video(reader: EpisodeReader, path: Path, fps: float, height: int = 240) -> int:
-    """Every camera side by side, scaled to `height`; returns the frames written."""
+def camera_video(reader: EpisodeReader, path: Path, fps: float, codec: str = DEFAULT_CODEC,
+                 height: int = 240) -> int:
+    """Every camera side by side, scaled to `height`, each labelled with its name; returns the frames written."""
     cams = reader.camera_names
     if not cams or reader.length == 0:
         return 0
-    sizes = [reader.image_size(c) for c in cams]
-    writer = open_video(path, fps, sum(round(w * height / h) for h, w in sizes), height)
-    try:
+    with VideoWriter(path, fps, codec) as writer:
         for step in range(reader.length):
-            writer.write(side_by_side([reader.image(c, step) for c in cams], height))
-    finally:
-        writer.release()
-    return reader.length
+            writer.write(side_by_side([reader.image(c, step) for c in cams], height, cams))
+    return writer.frames
+
+
+def episode_selection(text: str) -> list[int]:
+    """"0-4,7" -> [0, 1, 2, 3, 4, 7]."""
+    chosen: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            lo, hi = int(first), int(last or first)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not an episode or a range like 3-7") from None
+        if lo < 0 or hi < lo:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not an episode or a range like 3-7")
+        chosen.update(range(lo, hi + 1))
+    return sorted(chosen)
+
+
+def report_entry(dataset: Dataset, episode: EpisodeInfo, out: Path, *, video: bool, codec: str,
+                 problem: str) -> EpisodeEntry:
+    """One episode's row and section of the report, its plot (and video) written into `out`. A file that cannot be
+    drawn gets its problem on the page instead; the rest of the report goes on."""
+    fps = dataset.info.fps
+    takeovers = None
+    plot = movie = ""
+    if not problem:
+        try:
+            with EpisodeReader(dataset.path(episode.index)) as reader:
+                spans = takeover_spans(reader)
+                takeovers = None if spans is None else len(spans)
+                plot = f"episode_{episode.index}_joints.png"
+                plot_joints(reader, out / plot, fps)
+                if video and camera_video(reader, out / f"episode_{episode.index}_cameras.mp4", fps, codec):
+                    movie = f"episode_{episode.index}_cameras.mp4"
+        except (EpisodeFormatError, OSError) as exc:
+            problem = str(exc)
+    task = episode.task_description or dataset.info.task
+    return EpisodeEntry(episode.index, episode.kind, episode.length, episode.length / fps, episode.success, task,
+                        takeovers, plot, movie, problem)
+
+
+def write_report(dataset: Dataset, out: Path, *, videos: set[int] | None, codec: str,
+                 problems: dict[str, str]) -> Path:
+    """out/index.html with every episode's plot and the videos of `videos` (None: all); returns the page."""
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    episodes = dataset.episodes()
+    entries = []
+    with tqdm(episodes, desc="report", unit="episode", file=sys.stderr, disable=None, leave=False) as bar:
+        for e in bar:
+            entries.append(report_entry(dataset, e, out, video=videos is None or e.index in videos, codec=codec,
+                                        problem=problems.get(e.file, "")))
+    info = dataset.info
+    summary = [f"rig {info.rig or '-'}, {info.fps:g} Hz, cameras {', '.join(info.cameras) or 'none'}, task "
+               f"{info.task or '-'}",
+               f"{len(episodes)} episodes, {sum(e.length for e in episodes)} steps"]
+    page = out / "index.html"
+    write_page(page, f"{dataset.root.resolve().name}: {len(episodes)} episodes", summary, entries)
+    return page
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,36 +189,67 @@ def build_parser() -> argparse.ArgumentParser:
         "Summarize a dataset: episodes, lengths, achieved rate, dropped steps, kinds, success, size; then open "
         "and check every episode file (layout, shapes, length against dataset.json, finite values, images) and "
         "print its status. Exits 1 when a file is bad, missing or not in dataset.json.",
-        "With --episode K, also write episode_K_joints.png (each joint's observed position and action over "
-        "time) and episode_K_cameras.mp4 (the cameras side by side) into --out."))
+        "With --episode K, also write episode_K_joints.png (each joint's observed position and action against "
+        "time in seconds, the spans a person had control shaded) and episode_K_cameras.mp4 (the cameras side by "
+        "side, each labelled; H.264, or AV1 with --codec av1: both play in browsers) into --out.",
+        "With --html, write one static page with the table of episodes and every episode's plot and video "
+        "(DATASET/report/index.html, or OUT_DIR/index.html): open it in a browser, no server needed."))
     parser.add_argument("--dataset", required=True, type=dataset_folder,
                         help="dataset folder (ours, or one recorded by ALOHA's scripts)")
     parser.add_argument("--episode", type=int, help="episode to plot and render")
     parser.add_argument("--out", help="where to write the plot and video; unset: the dataset folder")
-    parser.add_argument("--no-video", action="store_true", help="write the plot only")
+    parser.add_argument("--no-video", action="store_true", help="write the plots only")
+    parser.add_argument("--html", nargs="?", const="", metavar="OUT_DIR",
+                        help="write the HTML report into OUT_DIR (given without a folder: DATASET/report)")
+    parser.add_argument("--html-episodes", type=episode_selection, metavar="LIST",
+                        help="episodes whose video the report shows, e.g. 0-4,9 (every episode still gets its "
+                        "row and plot); unset: all")
+    parser.add_argument("--codec", choices=sorted(CODECS), default=DEFAULT_CODEC, help="video codec")
     add_verbose_argument(parser)
     return parser
 
 
+def report_folder(args: argparse.Namespace, dataset: Dataset) -> Path | None:
+    if args.html is None:
+        if args.html_episodes is not None:
+            raise UsageError("--html-episodes chooses the videos of the --html report: add --html")
+        return None
+    out = Path(args.html) if args.html else dataset.root / REPORT
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--html {out}: is a file; the report needs a folder (it writes index.html, the plots "
+                         "and the videos there)")
+    unknown = sorted(set(args.html_episodes or ()) - {e.index for e in dataset.episodes()})
+    if unknown:
+        have = ", ".join(str(e.index) for e in dataset.episodes()) or "none"
+        raise UsageError(f"--html-episodes: no episode {', '.join(map(str, unknown))} in {dataset.root} "
+                         f"(episodes: {have})")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     dataset = Dataset.open(args.dataset)
+    report = report_folder(args, dataset)
     print(summary_table(dataset))
     problems = check_files(dataset)
     if problems:
         print(f"{PROG}: {len(problems)} episode file(s) need attention: "
               f"{', '.join(name for name, _ in problems)}", file=sys.stderr)
-    if args.episode is None:
-        return 1 if problems else 0
-    out = Path(args.out) if args.out else dataset.root
-    out.mkdir(parents=True, exist_ok=True)
-    with EpisodeReader(dataset.path(dataset.episode(args.episode).index)) as reader:
-        plot = out / f"episode_{args.episode}_joints.png"
-        plot_joints(reader, plot)
-        print(f"wrote {plot}")
-        if not args.no_video:
-            video = out / f"episode_{args.episode}_cameras.mp4"
-            frames = camera_video(reader, video, dataset.info.fps)
-            print(f"wrote {video} ({frames} frames)" if frames else "no cameras in this episode: no video")
+    if args.episode is not None:
+        out = Path(args.out) if args.out else dataset.root
+        out.mkdir(parents=True, exist_ok=True)
+        with EpisodeReader(dataset.path(dataset.episode(args.episode).index)) as reader:
+            plot = out / f"episode_{args.episode}_joints.png"
+            plot_joints(reader, plot, dataset.info.fps)
+            print(f"wrote {plot}")
+            if not args.no_video:
+                video = out / f"episode_{args.episode}_cameras.mp4"
+                frames = camera_video(reader, video, dataset.info.fps, args.codec)
+                print(f"wrote {video} ({frames} frames, {args.codec})" if frames else
+                      "no cameras in this episode: no video")
+    if report is not None:
+        videos = set() if args.no_video else None if args.html_episodes is None else set(args.html_episodes)
+        page = write_report(dataset, report, videos=videos, codec=args.codec, problems=dict(problems))
+        print(f"wrote {page} (open it in a browser)")
     return 1 if problems else 0
 
 
