@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from calibration.connection import connect
-from deploy.compat import check_dataset, check_rig, existing_dataset
+from deploy.compat import camera_sources, check_dataset, check_rig, existing_dataset
 from deploy.evaluate import Collect, EpisodeOutcome, EvalReport, evaluate
 from deploy.hardware import HardwareRun, run_hardware
 from deploy.inference import ChunkPredictor, inference_threads
@@ -34,6 +34,7 @@ from robot.commands import (
     add_rig_argument,
     add_task_description_argument,
     add_verbose_argument,
+    camera_map,
     command_parser,
     image_size,
     is_sim_world,
@@ -73,6 +74,9 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
                         "rollout as a `rollout` episode with a per-step intervention mask")
     parser.add_argument("--raw", action="store_true", help="with --dataset: raw frames instead of JPEG rows")
     add_task_description_argument(parser)
+    parser.add_argument("--camera-map", type=camera_map, metavar="POLICY=RIG[,...]",
+                        help="feed the checkpoint's camera POLICY from the rig's camera RIG where their names differ, "
+                        "e.g. top=cam_high for a policy trained on ACT's or gym-aloha's simulated images")
     add_motion_arguments(parser)
     sim = parser.add_argument_group("simulated rig (--rig sim)")
     sim.add_argument("--task", choices=TASK_NAMES, help="task (unset: the one the checkpoint's dataset recorded)")
@@ -128,9 +132,10 @@ def run_sim(prog: str, args: argparse.Namespace, rig: Rig, checkpoint: Checkpoin
     if args.expert_labels and (args.gate or not args.dataset):
         raise UsageError("--expert-labels needs --dataset (where the labelled rollouts go) and no --gate: the "
                          "expert labels every step instead of taking over")
-    check_rig(checkpoint, rig)
+    check_rig(checkpoint, rig, args.camera_map)
     existing = existing_dataset(args.dataset)
-    render = render_settings(checkpoint.config.camera_names, checkpoint.config.image_size,
+    fed = list(camera_sources(checkpoint.config.camera_names, args.camera_map).values())
+    render = render_settings(fed, checkpoint.config.image_size,
                              [c.name for c in rig.cameras], requested=args.image_size, existing=existing,
                              collecting=bool(args.dataset), trained_on=trained_on, dataset=str(args.dataset))
     if args.dataset:
@@ -156,11 +161,11 @@ def run_sim(prog: str, args: argparse.Namespace, rig: Rig, checkpoint: Checkpoin
                 collect = Collect(dataset, RecordOptions(compress=not args.raw), keep_rollouts=args.keep_rollouts,
                                   expert_labels=args.expert_labels,
                                   task_description=args.task_description)
-            predictor = ChunkPredictor(checkpoint, args.device)
+            predictor = ChunkPredictor(checkpoint, args.device, camera_map=args.camera_map)
             h, w = render.image_size
             say(f"{task}: {episodes} episode(s) of {steps} steps from seed {args.seed}, policy {checkpoint.path} "
                 f"({checkpoint.config.policy}, chunk {checkpoint.config.chunk_size}, cameras "
-                f"{', '.join(checkpoint.config.camera_names) or 'none'}), mode {args.mode}, cameras rendered at "
+                f"{', '.join(fed_by(predictor.camera_sources)) or 'none'}), mode {args.mode}, cameras rendered at "
                 f"{h}x{w} ({render.size_from})" + (f", gate {args.gate}" if args.gate else "")
                 + (", the expert labels every step" if args.expert_labels else ""))
             evaluate(world, connected, predictor, task, range(args.seed, args.seed + episodes), steps,
@@ -172,6 +177,11 @@ def run_sim(prog: str, args: argparse.Namespace, rig: Rig, checkpoint: Checkpoin
         raise
     finish_report(prog, args, report)
     return EXIT_OK
+
+
+def fed_by(sources: dict[str, str]) -> list[str]:
+    """The policy's cameras for the start-up line, each mapped one with the rig camera that feeds it."""
+    return [name if source == name else f"{name} <- {source}" for name, source in sources.items()]
 
 
 def finish_report(prog: str, args: argparse.Namespace, report: EvalReport) -> None:
@@ -190,7 +200,7 @@ def run_arms(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint) -> int:
         raise UsageError("--expert-labels needs the simulated rig's scripted expert (--rig sim)")
     run = HardwareRun(episodes=args.episodes, seconds=args.seconds, dataset=args.dataset,
                       keep_rollouts=args.keep_rollouts, compress=not args.raw, keys=args.keys, pedal=args.pedal,
-                      device=args.device, task_description=args.task_description)
+                      device=args.device, task_description=args.task_description, camera_map=args.camera_map)
     run_hardware(rig, checkpoint, deploy_options(args), run, say=say)
     return EXIT_OK
 

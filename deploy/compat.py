@@ -2,6 +2,9 @@
 
 Everything compared here is in the rig file, the checkpoint's meta.json and the
 dataset's dataset.json, so a mismatch costs no start-up and leaves no arm moved.
+A checkpoint trained on cameras with other names (ACT's and gym-aloha's `top`
+is tandem's `cam_high`) runs through a camera map: `camera_sources` says which
+rig camera feeds each of the policy's, for this check and for the runner alike.
 """
 
 from __future__ import annotations
@@ -9,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from policies.checkpoint import Checkpoint, CheckpointError
+from policies.checkpoint import Checkpoint, CheckpointError, CheckpointMismatchError
 from recording.dataset import Dataset, DatasetError, DatasetInfo
 from recording.layout import SIDES
+from robot.commands import UsageError
 from robot.rig import Rig
 
 
@@ -21,11 +25,43 @@ def rig_state_names(rig: Rig) -> tuple[str, ...]:
     return tuple(f"{a.side}_{joint}" for a in followers for joint in a.spec.joint_names)
 
 
-def check_rig(checkpoint: Checkpoint, rig: Rig) -> None:
-    """The checkpoint's cameras and joints against the rig's (CheckpointError names both sides)."""
+def camera_sources(policy_cameras: Sequence[str], camera_map: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each of the policy's cameras and the rig camera that feeds it: the map's, else the one of the same name."""
+    camera_map = camera_map or {}
+    return {name: camera_map.get(name, name) for name in policy_cameras}
+
+
+def check_camera_map(camera_map: Mapping[str, str], checkpoint: Checkpoint, rig: Rig) -> None:
+    """Every name in a --camera-map must be one of the checkpoint's cameras (left) and one of the rig's (right)."""
+    policy, ours = checkpoint.meta.camera_names, [c.name for c in rig.cameras]
+    for name, source in camera_map.items():
+        if name not in policy:
+            raise UsageError(f"--camera-map {name}={source}: checkpoint {checkpoint.path} has no camera {name!r} "
+                             f"(its cameras: {', '.join(policy) or 'none'})")
+        if source not in ours:
+            raise UsageError(f"--camera-map {name}={source}: rig {rig.source} has no camera {source!r} (its "
+                             f"cameras: {', '.join(ours) or 'none'})")
+
+
+def check_rig(checkpoint: Checkpoint, rig: Rig, camera_map: Mapping[str, str] | None = None) -> None:
+    """The checkpoint's cameras (through `camera_map`) and joints against the rig's (CheckpointError names both
+    sides; a map naming a camera neither has is a UsageError)."""
+    check_camera_map(camera_map or {}, checkpoint, rig)
     names = rig_state_names(rig)
-    checkpoint.check_compatible([c.name for c in rig.cameras], len(names), len(names),
-                                source=f"rig {rig.source}")
+    ours = [c.name for c in rig.cameras]
+    fed = [name for name, source in camera_sources(checkpoint.meta.camera_names, camera_map).items()
+           if source in ours]
+    try:
+        checkpoint.check_compatible([*ours, *(name for name in fed if name not in ours)], len(names), len(names),
+                                    source=f"rig {rig.source}")
+    except CheckpointMismatchError as exc:
+        missing = [name for name in checkpoint.meta.camera_names if name not in fed]
+        if not missing:
+            raise
+        hint = ",".join(f"{name}=<rig camera>" for name in missing)
+        raise CheckpointMismatchError(f"{exc}; if the rig has these cameras under other names, map them: "
+                                      f"--camera-map {hint} (the rig's cameras: {', '.join(ours) or 'none'})"
+                                      ) from None
     if checkpoint.meta.state_names != names:
         raise CheckpointError(f"checkpoint {checkpoint.path} was trained on joints "
                               f"{', '.join(checkpoint.meta.state_names)}; rig {rig.source} has {', '.join(names)}")

@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from calibration.connection import ConnectedRig, connect
-from deploy.compat import check_dataset, check_rig, existing_dataset
+from deploy.compat import camera_sources, check_dataset, check_rig, existing_dataset
 from deploy.corrections import TakeoverRecorder
 from deploy.inference import ChunkPredictor
 from deploy.progress import Progress
@@ -43,6 +43,7 @@ class HardwareRun:
     pedal: str | None = None  # pedal backend; None: the rig file's
     device: str = "cpu"  # torch device for inference
     task_description: str | None = None  # kept in every episode saved; None: the dataset's task
+    camera_map: dict[str, str] | None = None  # policy camera -> the rig camera that feeds it (--camera-map)
 
 
 def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: HardwareRun,
@@ -50,8 +51,9 @@ def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: 
     """Run `run.episodes` policy episodes; returns the finished ones (q between episodes ends the run early)."""
     from robot.cameras import open_cameras
 
-    check_rig(checkpoint, rig)
-    wanted = set(checkpoint.config.camera_names) | ({c.name for c in rig.cameras} if run.dataset else set())
+    check_rig(checkpoint, rig, run.camera_map)
+    fed = camera_sources(checkpoint.config.camera_names, run.camera_map).values()
+    wanted = set(fed) | ({c.name for c in rig.cameras} if run.dataset else set())
     configs = [c for c in rig.cameras if c.name in wanted and c.device != SIM_DEVICE]
     sizes = {c.name: (c.height, c.width) for c in configs}
     if run.dataset:
@@ -75,7 +77,7 @@ def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: 
             stack.callback(pedal.close)
         say(f"keys: {keys.backend}; stop with {' or '.join(STOP_KEYS)} or Ctrl-C")
         say(f"pedal: {pedal.backend if pedal else 'none (no takeovers)'}")
-        predictor = ChunkPredictor(checkpoint, run.device)
+        predictor = ChunkPredictor(checkpoint, run.device, camera_map=run.camera_map)
         start = checkpoint.meta.extra.get("start_qpos")
         # a line every 10 s in a log: a person watches the arms, not the counter
         progress = Progress(run.episodes, steps, every=round(10 * rig.control_hz), rate_hz=rig.control_hz)

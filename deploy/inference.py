@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import torch
 
+from deploy.compat import camera_sources
 from policies.checkpoint import Checkpoint
 
 
@@ -39,13 +40,16 @@ def inference_threads() -> int:
 
 
 class ChunkPredictor:
-    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu") -> None:
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu", *,
+                 camera_map: Mapping[str, str] | None = None) -> None:
+        """`camera_map`: policy camera -> the rig camera that feeds it, where their names differ (--camera-map)."""
         self.checkpoint = checkpoint
         self.policy = checkpoint.policy.to(device).eval()
         self.config = checkpoint.config
         self.stats = checkpoint.stats
         self.device = torch.device(device)
         self.camera_names = self.config.camera_names
+        self.camera_sources = camera_sources(self.camera_names, camera_map)  # policy camera -> rig camera
         self.chunk_size = self.config.chunk_size
 
     def images(self, frames: Mapping[str, np.ndarray]) -> np.ndarray | None:

@@ -46,7 +46,7 @@ class PolicyActions:
         self.inference = inference
         self.ensembler = ensembler
         self.layout = layout
-        self.cameras = {name: cameras[name] for name in predictor.camera_names}
+        self.cameras = {name: cameras[source] for name, source in predictor.camera_sources.items()}
         self.max_uncovered_steps = max_uncovered_steps
         self.step = 0  # policy steps since the start (one per targets() call)
         self.uncovered_steps = 0  # steps with no chunk yet: the followers held

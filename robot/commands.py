@@ -89,6 +89,20 @@ def image_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def camera_map(text: str) -> dict[str, str]:
+    """POLICY=RIG[,POLICY=RIG ...], e.g. top=cam_high: the policy's camera `top` is fed from the rig's `cam_high`."""
+    mapping: dict[str, str] = {}
+    for pair in text.split(","):
+        policy, sep, rig = (part.strip() for part in pair.partition("="))
+        if not sep or not policy or not rig:
+            raise argparse.ArgumentTypeError(f"{pair.strip()!r} is not POLICY_CAMERA=RIG_CAMERA, e.g. top=cam_high")
+        if policy in mapping:
+            raise argparse.ArgumentTypeError(f"camera {policy!r} is mapped twice ({policy}={mapping[policy]}, "
+                                             f"{policy}={rig})")
+        mapping[policy] = rig
+    return mapping
+
+
 def rig_argument(text: str) -> str:
     """A preset name or an existing file: anything else is a usage error before any bus opens."""
     from robot.rig import preset_names
