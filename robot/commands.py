@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 STOP_KEYS = ("q", "esc")
 KEY_BACKENDS = ("auto", "pynput", "terminal", "none")
+DISPLAY_AUTO, DISPLAY_SERVE = "auto", "serve"  # --display with no value; --display serve
 
 
 class UsageError(ValueError):
@@ -151,6 +152,25 @@ def add_task_description_argument(parser: argparse.ArgumentParser) -> None:
                         help="what the episodes show being done, in words, kept in each episode and in dataset.json "
                         "(LeRobot's `task`); unset: the simulated task's sentence, on hardware the dataset's task "
                         "(often empty)")
+
+
+def display_target(text: str) -> str:
+    """--display's value: serve, or a .rrd file in a folder that exists."""
+    if text == DISPLAY_SERVE:
+        return text
+    path = Path(text)
+    if path.suffix != ".rrd":
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a .rrd file nor serve")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder {path.parent}")
+    return text
+
+
+def add_display_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--display", nargs="?", const=DISPLAY_AUTO, type=display_target, metavar="FILE.rrd|serve",
+                        help="show the rig live in Rerun (cameras, joints, who drives, the loop's period error): "
+                        "alone, the viewer where there is a display, else a .rrd file next to the data; FILE.rrd "
+                        "saves there; serve serves it over gRPC for a viewer on another machine")
 
 
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:

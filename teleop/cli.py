@@ -13,6 +13,7 @@ from robot.commands import (
     STOP_KEYS,
     Motion,
     UsageError,
+    add_display_argument,
     add_keys_argument,
     add_motion_arguments,
     add_rig_argument,
@@ -26,6 +27,7 @@ from robot.commands import (
     run_command,
     setup_process,
 )
+from robot.display import hardware_cameras, live_view
 from robot.dynamixel.errors import DynamixelError
 from robot.loop import ControlLoop, Step
 from robot.rig import Rig, load_rig
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--on-exit", choices=("off", "hold"), default="off",
                         help="followers at exit: hold half a second then torque off, or keep holding")
     add_keys_argument(parser)
+    add_display_argument(parser)
     parser.add_argument("--leader-motion", choices=LEADER_MOTIONS, default="sine",
                         help="virtual rig only: how the virtual leaders move (still = they rest)")
     sim = parser.add_argument_group("simulated tasks (--rig sim)", "with --task, the virtual arms live in a "
@@ -99,15 +102,16 @@ def run_sim_task(args: argparse.Namespace, rig: Rig) -> int:
     from teleop.sim_episodes import run_episode
 
     steps = args.episode_steps or EPISODE_STEPS[args.task]
-    world = SimWorldProcess(rig, args.task, cameras=False)
+    world = SimWorldProcess(rig, args.task, cameras=bool(args.display))  # rendered only to be shown
     results = []
     try:
         with world as live, connect(live, torque_off_at_exit=args.on_exit == "off",
-                                    **world.bus_options) as connected:
+                                    **world.bus_options) as connected, \
+                live_view(args.display, connected, world.cameras, prog=PROG) as view:
             print(f"rig {rig.name}: task {args.task} in a MuJoCo world process, scripted operator at the leaders")
             for i in range(args.episodes):
                 result = run_episode(world, connected, args.seed + i, steps, max_step_rad=args.max_step,
-                                     realtime=args.realtime)
+                                     realtime=args.realtime, observers=[view] if view else [])
                 results.append(result)
                 print(f"episode {i + 1}/{args.episodes} {result.line()}", flush=True)
     finally:  # also when interrupted: what was finished is reported
@@ -129,9 +133,11 @@ def teleop(args: argparse.Namespace, rig: Rig) -> int:
             stack.callback(keys.close)
             print(keys_line(keys.backend, not isinstance(keys, NoKeys)))
             status = StatusLine()
+            view = stack.enter_context(live_view(args.display, connected, hardware_cameras(rig, args.display, stack),
+                                                 prog=PROG))
             loop = ControlLoop(connected.arms, TeleopController(connected.joint_maps()), connected.limits(),
                                RealClock(), rate_hz=rig.control_hz, max_step_rad=motion.max_step,
-                               observers=[status])
+                               observers=[status, *([view] if view else [])])
             stack.callback(loop.close)
             steps = loop.approach(motion.approach_speed, motion.refuse_above)
             if steps:
