@@ -22,8 +22,10 @@ from robot.clock import RealClock
 from robot.commands import (
     Motion,
     UsageError,
+    add_display_argument,
     add_keys_argument,
     add_motion_arguments,
+    add_render_argument,
     add_rig_argument,
     add_task_description_argument,
     add_verbose_argument,
@@ -39,8 +41,10 @@ from robot.commands import (
     run_command,
     setup_process,
 )
+from robot.display import live_view
 from robot.loop import ControlLoop
 from robot.rig import SIM_DEVICE, Rig, load_rig
+from robot.sim.render_style import DEFAULT_RENDER
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES, task_description
 from teleop.controller import TeleopController
 from teleop.keys import NoKeys, open_keys
@@ -83,12 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hardware: what starts an episode: space, closing both leader grippers, or either")
     add_task_description_argument(parser)
     add_keys_argument(parser)
+    add_display_argument(parser)
     add_motion_arguments(parser)
     sim = parser.add_argument_group("simulated rig (--rig sim)")
     sim.add_argument("--task", choices=TASK_NAMES, default="transfer_cube", help="the simulated task")
     sim.add_argument("--seed", type=int, default=0, help="seed of the first episode; the next ones count up")
     sim.add_argument("--image-size", type=image_size, metavar="HxW",
                      help="rendered camera size; unset: the rig file's, 480x640")
+    add_render_argument(sim, default=DEFAULT_RENDER)
     sim.add_argument("--realtime", action="store_true", help="pace the simulation at wall-clock speed")
     add_verbose_argument(parser)
     return parser
@@ -99,16 +105,19 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
     from teleop.sim_episodes import reward_text, run_episode
 
     steps = round(args.seconds * rig.control_hz) if args.seconds else EPISODE_STEPS[args.task]
-    world = SimWorldProcess(rig, args.task, image_size=args.image_size)
+    world = SimWorldProcess(rig, args.task, image_size=args.image_size, render=args.render)
     saved = 0
     with world as live, connect(live, **world.bus_options) as connected, ExitStack() as stack:
         sizes = {name: world.image_size for name in world.cameras}
-        dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, options.compress, args.task))
+        dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, options.compress, args.task,
+                                                          args.render))
         stack.callback(dataset.close)
         warn_if_low_space(dataset, steps, args.episodes)
+        view = stack.enter_context(live_view(args.display, connected, world.cameras, prog=PROG, near=dataset.root))
         layout = StateLayout.from_connected(connected)
         print(f"recording {args.episodes} episode(s) of {args.task} ({steps} steps each) into {dataset.root}; "
-              f"cameras {', '.join(sizes) or 'none'} at {world.image_size[0]}x{world.image_size[1]}")
+              f"cameras {', '.join(sizes) or 'none'} at {world.image_size[0]}x{world.image_size[1]}, render "
+              f"{args.render}")
         for i in range(args.episodes):
             seed = args.seed + i
             slot = progress = None
@@ -118,7 +127,8 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
                                        task_description=task_description(args.task, args.task_description))
                     progress = ProgressLine(slot, steps)
                 result = run_episode(world, connected, seed, steps, max_step_rad=args.max_step,
-                                     observers=[slot.recorder, progress], realtime=args.realtime)
+                                     observers=[slot.recorder, progress, *([view] if view else [])],
+                                     realtime=args.realtime)
             except BaseException:
                 if progress is not None:
                     progress.end()
@@ -157,8 +167,10 @@ def record_hardware(args: argparse.Namespace, rig: Rig, options: RecordOptions) 
         stack.callback(dataset.close)
         warn_if_low_space(dataset, steps, args.episodes)
         print(keys_line(keys.backend, listening))
+        view = stack.enter_context(live_view(args.display, connected, cameras, prog=PROG, near=dataset.root))
         loop = ControlLoop(connected.arms, TeleopController(connected.joint_maps()), connected.limits(),
-                           RealClock(), rate_hz=rig.control_hz, max_step_rad=motion.max_step)
+                           RealClock(), rate_hz=rig.control_hz, max_step_rad=motion.max_step,
+                           observers=[view] if view else [])
         stack.callback(loop.close)
         loop.approach(motion.approach_speed, motion.refuse_above)
         loop.reset_stats()

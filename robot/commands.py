@@ -155,8 +155,8 @@ def add_task_description_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def display_target(text: str) -> str:
-    """--display's value: serve, or a .rrd file in a folder that exists."""
-    if text == DISPLAY_SERVE:
+    """--display's value: serve, or a .rrd file in a folder that exists (auto: the flag alone)."""
+    if text in (DISPLAY_AUTO, DISPLAY_SERVE):
         return text
     path = Path(text)
     if path.suffix != ".rrd":
@@ -171,6 +171,16 @@ def add_display_argument(parser: argparse.ArgumentParser) -> None:
                         help="show the rig live in Rerun (cameras, joints, who drives, the loop's period error): "
                         "alone, the viewer where there is a display, else a .rrd file next to the data; FILE.rrd "
                         "saves there; serve serves it over gRPC for a viewer on another machine")
+
+
+def add_render_argument(parser: argparse.ArgumentParser, *, default: str | None, unset: str = "") -> None:
+    """--render fast|aloha: how the simulated rig renders its cameras (robot/sim/render_style.py)."""
+    from robot.sim.render_style import RENDER_NAMES
+
+    parser.add_argument("--render", choices=RENDER_NAMES, default=default,
+                        help="simulated rig: how the cameras render; fast: no shadows, reflections or multisampling "
+                        "(half the time per frame); aloha: as gym-aloha and ACT render the scene (their images, "
+                        f"LeRobot's simulated ALOHA datasets){unset}")
 
 
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
