@@ -30,7 +30,7 @@ from torch import nn
 from policies.config import PolicyConfig
 from policies.normalize import NormStats
 from policies.registry import make_policy
-from robot.arm import JOINT_NAMES
+from recording.layout import joint_layout
 
 FORMAT = "tandem-policy"
 FORMAT_VERSION = 1
@@ -45,13 +45,6 @@ class CheckpointError(RuntimeError):
 
 class CheckpointMismatchError(CheckpointError):
     """The checkpoint was trained for other cameras or another state/action size than it is asked to run with."""
-
-
-def joint_layout(dim: int) -> tuple[str, ...]:
-    """Names of the qpos/action entries: ALOHA's [left 7, right 7] for 14, generic names otherwise."""
-    if dim == 2 * len(JOINT_NAMES):
-        return tuple(f"{side}_{joint}" for side in ("left", "right") for joint in JOINT_NAMES)
-    return tuple(f"joint_{i}" for i in range(dim))
 
 
 @dataclass(frozen=True)

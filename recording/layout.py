@@ -9,14 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from calibration.file import ArmCalibration
 from calibration.poses import GRIPPER
-from robot.arm import ArmState
+from robot.arm import JOINT_NAMES, ArmState
+
+if TYPE_CHECKING:
+    from robot.rig import Rig
 
 SIDES = ("left", "right")
+
+
+def joint_layout(dim: int) -> tuple[str, ...]:
+    """Names of the qpos/action entries where nothing says them: ALOHA's [left 7, right 7] for 14, generic
+    names otherwise."""
+    if dim == len(SIDES) * len(JOINT_NAMES):
+        return tuple(f"{side}_{joint}" for side in SIDES for joint in JOINT_NAMES)
+    return tuple(f"joint_{i}" for i in range(dim))
+
+
+def rig_state_names(rig: Rig) -> tuple[str, ...]:
+    """The rig's qpos/action names as StateLayout orders them once connected (left follower, then right), from
+    the rig file alone."""
+    followers = sorted(rig.followers, key=lambda a: SIDES.index(a.side) if a.side in SIDES else len(SIDES))
+    return tuple(f"{a.side}_{joint}" for a in followers for joint in a.spec.joint_names)
 
 
 @dataclass(frozen=True)
