@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from recording.reader import EpisodeFormatError, EpisodeReader
 from robot.clock import RealClock
 from robot.commands import (
     Motion,
+    add_display_argument,
     add_motion_arguments,
     add_rig_argument,
     add_verbose_argument,
@@ -32,10 +35,12 @@ from robot.commands import (
     run_command,
     setup_process,
 )
-from robot.loop import ControlLoop
+from robot.display import hardware_cameras, live_view
+from robot.loop import ControlLoop, Observer
 from robot.rig import Rig, load_rig
 
 PROG = "tandem-replay"
+REPLAY = "replay"  # who drives, in the live view
 
 
 def check_layout(reader: EpisodeReader, layout: StateLayout) -> None:
@@ -49,11 +54,11 @@ def check_layout(reader: EpisodeReader, layout: StateLayout) -> None:
 
 
 def replay(connected: ConnectedRig, actions: np.ndarray, clock: object, *, rate_hz: float, max_step_rad: float,
-           approach_speed: float, refuse_above: float) -> ControlLoop:
+           approach_speed: float, refuse_above: float, observers: Sequence[Observer] = ()) -> ControlLoop:
     layout = StateLayout.from_connected(connected)
     controller = ReplayController(layout, actions)
     loop = ControlLoop(connected.follower_arms(), controller, connected.limits(), clock, rate_hz=rate_hz,
-                       max_step_rad=max_step_rad)
+                       max_step_rad=max_step_rad, observers=observers)
     try:
         loop.approach(approach_speed, refuse_above)
         loop.reset_stats()
@@ -74,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rig_argument(parser)
     add_motion_arguments(parser)
     parser.add_argument("--realtime", action="store_true", help="sim: pace the simulation at wall-clock speed")
+    add_display_argument(parser)
     add_verbose_argument(parser)
     return parser
 
@@ -89,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
                        refuse_above=motion.refuse_above)
         if is_sim_world(rig):
             return _replay_sim(args, rig, reader, actions, dataset.info.task, options)
-        with connect(rig) as connected:
+        with connect(rig) as connected, ExitStack() as stack:
             check_layout(reader, StateLayout.from_connected(connected))
+            view = stack.enter_context(live_view(args.display, connected, hardware_cameras(rig, args.display, stack),
+                                                 prog=PROG, near=args.dataset, control=REPLAY))
             print(f"replaying episode {args.episode} ({len(actions)} steps at {rate:g} Hz)")
-            loop = replay(connected, actions, RealClock(), **options)
+            loop = replay(connected, actions, RealClock(), observers=[view] if view else [], **options)
             print(f"done: {loop.summary().line()}")
     return 0
 
@@ -115,12 +123,14 @@ def _replay_sim(args: argparse.Namespace, rig: Rig, reader: EpisodeReader, actio
     if task not in TASK_NAMES:
         raise ValueError(f"{reader.path}: task {task!r} is not a simulated task ({', '.join(TASK_NAMES)})")
     seed = int(attrs.get("seed", -1))
-    world = SimWorldProcess(rig, task, cameras=False, operator="off")
-    with world as live, connect(live, **world.bus_options) as connected:
+    world = SimWorldProcess(rig, task, cameras=bool(args.display), operator="off")  # rendered only to be shown
+    with world as live, connect(live, **world.bus_options) as connected, \
+            live_view(args.display, connected, world.cameras, prog=PROG, near=args.dataset, control=REPLAY) as view:
         check_layout(reader, StateLayout.from_connected(connected))
         status = world.reset(max(seed, 0))
         print(f"replaying episode {args.episode} ({len(actions)} steps) in {task}, seed {max(seed, 0)}")
-        replay(connected, actions, SimClock(world, status.time, realtime=args.realtime), **options)
+        replay(connected, actions, SimClock(world, status.time, realtime=args.realtime),
+               observers=[view] if view else [], **options)
         status = world.status()
     print(f"done: {reward_text(status.max_reward, status.success)}")
     return 0
