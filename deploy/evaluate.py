@@ -35,6 +35,7 @@ from deploy.video import VideoRecorder
 from recording.dataset import Dataset
 from recording.layout import StateLayout
 from recording.session import RecordOptions
+from robot.display import LiveView
 from robot.sim.sim_clock import SimClock
 from robot.sim.tasks import REWARD_STAGES, task_description
 from robot.sim.world_process import SimWorldProcess
@@ -189,7 +190,7 @@ def evaluate(world: SimWorldProcess, connected: ConnectedRig, predictor: ChunkPr
              seeds: Sequence[int], steps: int, options: DeployOptions, *, gate: str = "",
              collect: Collect | None = None, videos: Path | None = None, checkpoint: str = "",
              on_episode: Callable[[EpisodeOutcome], None] | None = None, report: EvalReport | None = None,
-             progress: Progress | None = None) -> EvalReport:
+             progress: Progress | None = None, view: LiveView | None = None) -> EvalReport:
     """Roll the policy out once per seed; with `gate`, the scripted operator takes over when the rule fires.
 
     Pass `report` to keep the finished episodes when the run is interrupted (it is filled as they end)."""
@@ -224,7 +225,7 @@ def evaluate(world: SimWorldProcess, connected: ConnectedRig, predictor: ChunkPr
             result: RolloutResult = run_rollout(
                 connected, predictor, world.cameras, clock, options, steps=steps,
                 pedal=ScriptedPedal(world) if gate else None, takeovers=takeovers,
-                observers=[o for o in (labels, video, progress) if o])
+                observers=[o for o in (labels, video, progress) if o], view=view)
         except BaseException:
             if saving:
                 saving.discard()

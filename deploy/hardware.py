@@ -18,7 +18,7 @@ from deploy.compat import camera_sources, check_dataset, check_rig, existing_dat
 from deploy.corrections import TakeoverRecorder
 from deploy.inference import ChunkPredictor
 from deploy.progress import Progress
-from deploy.rollout import DeployOptions, RolloutResult, ramp_to, run_rollout
+from deploy.rollout import DeployOptions, RolloutResult, policy_view, ramp_to, run_rollout
 from policies.checkpoint import Checkpoint
 from recording.layout import StateLayout
 from recording.session import RecordOptions, dataset_info, open_dataset, warn_if_low_space
@@ -44,6 +44,7 @@ class HardwareRun:
     device: str = "cpu"  # torch device for inference
     task_description: str | None = None  # kept in every episode saved; None: the dataset's task
     camera_map: dict[str, str] | None = None  # policy camera -> the rig camera that feeds it (--camera-map)
+    display: str | None = None  # --display: where the live view goes; None: no view
 
 
 def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: HardwareRun,
@@ -53,7 +54,7 @@ def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: 
 
     check_rig(checkpoint, rig, run.camera_map)
     fed = camera_sources(checkpoint.config.camera_names, run.camera_map).values()
-    wanted = set(fed) | ({c.name for c in rig.cameras} if run.dataset else set())
+    wanted = set(fed) | ({c.name for c in rig.cameras} if run.dataset or run.display else set())
     configs = [c for c in rig.cameras if c.name in wanted and c.device != SIM_DEVICE]
     sizes = {c.name: (c.height, c.width) for c in configs}
     if run.dataset:
@@ -77,6 +78,8 @@ def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: 
             stack.callback(pedal.close)
         say(f"keys: {keys.backend}; stop with {' or '.join(STOP_KEYS)} or Ctrl-C")
         say(f"pedal: {pedal.backend if pedal else 'none (no takeovers)'}")
+        view = stack.enter_context(policy_view(run.display, connected, cameras, prog="tandem-deploy",
+                                               near=run.dataset, say=say))
         predictor = ChunkPredictor(checkpoint, run.device, camera_map=run.camera_map)
         start = checkpoint.meta.extra.get("start_qpos")
         # a line every 10 s in a log: a person watches the arms, not the counter
@@ -97,7 +100,7 @@ def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: 
             progress.begin()
             try:
                 result = run_rollout(connected, predictor, cameras, RealClock(), options, steps=steps, pedal=pedal,
-                                     keys=keys.events, takeovers=takeovers, observers=[progress])
+                                     keys=keys.events, takeovers=takeovers, observers=[progress], view=view)
             except BaseException:
                 progress.clear()
                 if takeovers:

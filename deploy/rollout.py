@@ -9,7 +9,9 @@ leaves the followers to `connect()`, which holds them where they are.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -23,10 +25,12 @@ from recording.playback import ReplayController
 from robot.cameras import Camera
 from robot.clock import Clock, PeriodSummary
 from robot.commands import STOP_KEYS
+from robot.display import PERSON, POLICY, LiveView, live_view
 from robot.loop import ControlLoop, Observer, Step
 from teleop.pedal import Pedal
 
 MODES = ("ensemble", "chunk", "async")
+POLICY_ROWS = ("policy_action", "ensembled")  # what the live view shows of the policy, per joint
 
 
 @dataclass(frozen=True)
@@ -91,10 +95,30 @@ def ramp_to(connected: ConnectedRig, row: Sequence[float], clock: Clock, options
         loop.close()
 
 
+def policy_view(display: str | None, connected: ConnectedRig, cameras: Mapping[str, Camera], *, prog: str,
+                near: str | Path | None, say: Callable[[str], None]) -> AbstractContextManager[LiveView | None]:
+    """The live view of a policy run (--display): the rig, who drives, the policy's and the ensembled actions."""
+    return live_view(display, connected, cameras, prog=prog, near=near, control=POLICY, say=say,
+                     row_names=StateLayout.from_connected(connected).names, extra_rows=POLICY_ROWS)
+
+
+def policy_facts(view: LiveView, controller: DeployController, policy: PolicyActions) -> Observer:
+    """A loop observer that tells the live view who drove this step and, for the policy, its own and its
+    ensembled action."""
+    def note(step: Step) -> None:
+        if controller.mode is Mode.HUMAN:
+            view.note(step.index, control=PERSON)
+        else:
+            view.note(step.index, control=POLICY, policy_action=policy.raw_action(policy.step - 1),
+                      ensembled=policy.action)
+
+    return note
+
+
 def run_rollout(connected: ConnectedRig, predictor: ChunkPredictor, cameras: Mapping[str, Camera], clock: Clock,
                 options: DeployOptions, *, steps: int | None, pedal: Pedal | None = None,
                 keys: Callable[[], list[str]] | None = None, takeovers: TakeoverRecorder | None = None,
-                observers: Sequence[Observer] = ()) -> RolloutResult:
+                observers: Sequence[Observer] = (), view: LiveView | None = None) -> RolloutResult:
     """Run the policy for `steps` steps (None: until a stop key) with takeovers on the pedal."""
     layout = StateLayout.from_connected(connected)
     inference, ensembler = make_inference(predictor, options)
@@ -104,7 +128,8 @@ def run_rollout(connected: ConnectedRig, predictor: ChunkPredictor, cameras: Map
                                   on_switch=takeovers.on_switch if takeovers else None)
     loop = ControlLoop(connected.arms, controller, connected.limits(), clock, rate_hz=connected.rig.control_hz,
                        max_step_rad=options.max_step_rad,
-                       observers=[*([takeovers] if takeovers else []), *observers])
+                       observers=[*([takeovers] if takeovers else []), *observers,
+                                  *([policy_facts(view, controller, policy), view] if view else [])])
     human_steps = interventions = 0
     takeover_steps: list[int] = []
     stop_reason = "steps"

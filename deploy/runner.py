@@ -53,6 +53,8 @@ class PolicyActions:
         self.dropped_chunks = 0  # chunks refused for NaN or infinite values
         self._uncovered_run = 0  # uncovered steps in a row, counted once a chunk has come back
         self._answered = False  # a chunk (usable or not) came back since the start or the last restart
+        self.newest: tuple[int, np.ndarray] | None = None  # the newest usable chunk and the step it starts at
+        self.action: np.ndarray | None = None  # the last step's action (ensembled), None while no chunk covered it
 
     def observation(self, states: Mapping[str, ArmState]) -> Observation:
         frames = {name: camera.latest().image for name, camera in self.cameras.items()}
@@ -67,13 +69,14 @@ class PolicyActions:
             self._answered = True
             if np.all(np.isfinite(chunk)):
                 self.ensembler.add(start, chunk)
+                self.newest = (start, chunk)
             else:  # where chunks enter: a NaN never reaches the ensembler, the followers or a dataset
                 self.dropped_chunks += 1
                 if self.dropped_chunks == 1:
                     log.warning("policy step %d: a chunk with NaN or infinite actions was dropped (reported once, "
                                 "counted after); the followers hold while no chunk covers a step", start)
         self.step += 1
-        action = self.ensembler.action(step)
+        action = self.action = self.ensembler.action(step)
         if action is None:
             self.uncovered_steps += 1
             self._uncovered_run += self._answered  # waiting for the first answer (a cold start) is no stall
@@ -86,8 +89,16 @@ class PolicyActions:
         self._uncovered_run = 0
         return self.layout.commands(action)
 
+    def raw_action(self, step: int) -> np.ndarray | None:
+        """The newest chunk's own action for policy step `step`, before ensembling; None where it does not reach."""
+        if self.newest is None:
+            return None
+        start, chunk = self.newest
+        return chunk[step - start] if 0 <= step - start < len(chunk) else None
+
     def restart(self) -> None:
         """Forget every chunk; the next observation starts the policy afresh."""
+        self.newest = self.action = None
         self.ensembler.clear()
         self.inference.restart()
         self._uncovered_run = 0
