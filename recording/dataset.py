@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recording.lerobot_format import lerobot_folder_problem
 from recording.reader import EpisodeFormatError, EpisodeReader
 
 FORMAT = "tandem-dataset"
@@ -110,6 +111,7 @@ class Dataset:
         root = Path(root)
         if not root.is_dir():
             raise DatasetError(f"{root}: no such dataset folder")
+        _refuse_lerobot_folder(root)
         index = root / INDEX
         if not index.exists():
             return cls(root, _info_from_files(root))
@@ -131,6 +133,7 @@ class Dataset:
         """
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
+        _refuse_lerobot_folder(root)
         lock = _acquire_lock(root)
         try:
             if (root / INDEX).exists():
@@ -294,6 +297,14 @@ class Dataset:
         if not self.writable:
             raise DatasetError(f"{self.root}: opened for reading, cannot {what}; open it with "
                                "Dataset.create_or_open (which takes the folder's write lock)")
+
+
+def _refuse_lerobot_folder(root: Path) -> None:
+    """A LeRobot dataset where a tandem one is expected (train, inspect, replay, record): one line saying what it is
+    and the tandem-import command that converts it."""
+    problem = lerobot_folder_problem(root)
+    if problem is not None and not (root / INDEX).exists():
+        raise DatasetError(problem)
 
 
 def _refuse_constant(name: str) -> float:
