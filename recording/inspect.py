@@ -21,16 +21,20 @@ from pathlib import Path
 import numpy as np
 
 from recording.dataset import INDEX, Dataset, DatasetError, EpisodeInfo
+from recording.episode_view import show_episode
 from recording.joint_plot import plot_joints, takeover_spans
 from recording.reader import EpisodeFormatError, EpisodeReader
 from recording.report_html import EpisodeEntry, write_page
 from recording.video import CODECS, DEFAULT_CODEC, VideoWriter, side_by_side
 from robot.commands import (
+    DISPLAY_AUTO,
+    DISPLAY_SERVE,
     UsageError,
     add_verbose_argument,
     command_parser,
     dataset_folder,
     describe,
+    display_target,
     run_command,
     setup_process,
 )
@@ -205,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="episodes whose video the report shows, e.g. 0-4,9 (every episode still gets its "
                         "row and plot); unset: all")
     parser.add_argument("--codec", choices=sorted(CODECS), default=DEFAULT_CODEC, help="video codec")
+    parser.add_argument("--rerun", nargs="?", const=DISPLAY_AUTO, type=display_target, metavar="FILE.rrd",
+                        help="with --episode: show it in Rerun as the live view shows the rig (every camera frame, "
+                        "each joint, who drove): the viewer where there is a display, else OUT/episode_K.rrd; "
+                        "FILE.rrd saves there")
     add_verbose_argument(parser)
     return parser
 
@@ -227,6 +235,9 @@ def report_folder(args: argparse.Namespace, dataset: Dataset) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.rerun is not None and (args.episode is None or args.rerun == DISPLAY_SERVE):
+        raise UsageError("--rerun shows one episode (add --episode K) in the viewer or a .rrd file (this command "
+                         "ends once it is sent, so it serves nothing)")
     dataset = Dataset.open(args.dataset)
     report = report_folder(args, dataset)
     print(summary_table(dataset))
@@ -246,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
                 frames = camera_video(reader, video, dataset.info.fps, args.codec)
                 print(f"wrote {video} ({frames} frames, {args.codec})" if frames else
                       "no cameras in this episode: no video")
+            if args.rerun is not None:
+                show_episode(reader, args.rerun, fps=dataset.info.fps, fallback=out / f"episode_{args.episode}.rrd")
     if report is not None:
         videos = set() if args.no_video else None if args.html_episodes is None else set(args.html_episodes)
         page = write_report(dataset, report, videos=videos, codec=args.codec, problems=dict(problems))

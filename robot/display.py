@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 APP_ID = "tandem"
 SERIES = ("leader", "follower", "command")
-PERSON = "person"
+PERSON, POLICY = "person", "policy"  # who drives
 
 
 # -- where the view goes --------------------------------------------------------------------------------------------
@@ -61,14 +61,14 @@ class Sink:
     where: str = ""  # the file's path, or the server's URL
     why: str = ""  # why a file rather than the viewer
 
-    def line(self) -> str:
+    def line(self, what: str = "display") -> str:
         if self.kind == "viewer":
-            return "display: live in a Rerun viewer (spawned, or the one already running)"
+            return f"{what}: in a Rerun viewer (spawned, or the one already running)"
         if self.kind == "serve":
-            return (f"display: serving at {self.where}; watch with `rerun {self.where}` (from another machine, "
+            return (f"{what}: serving at {self.where}; watch with `rerun {self.where}` (from another machine, "
                     "with this one's address); the server stops when this command ends")
         why = f" ({self.why})" if self.why else ""
-        return f"display: saving to {self.where}{why}; open it with `rerun {self.where}`"
+        return f"{what}: saving to {self.where}{why}; open it with `rerun {self.where}`"
 
 
 def has_display() -> bool:
@@ -240,25 +240,26 @@ def series_names(recording: Any, entity: str, names: Sequence[str]) -> None:
     recording.log(entity, rr.SeriesLines(names=list(names)), static=True)
 
 
-def blueprint(groups: Sequence[JointGroup], cameras: Sequence[str], extra_rows: Sequence[str] = ()) -> Any:
-    """Cameras in a grid beside one plot per joint (left | right), each plot with deploy's rows for that joint."""
+def blueprint(sides: Sequence[tuple[str, Sequence[str]]], cameras: Sequence[str],
+              extra_rows: Sequence[str] = ()) -> Any:
+    """Cameras in a grid beside one plot per joint (left | right), each plot with deploy's rows for that joint.
+    `sides`: (side, its joints) in the order the columns go."""
     import rerun.blueprint as rrb
 
     plots = []
-    for i in range(max((len(g.joints) for g in groups), default=0)):
-        for g in groups:
-            if i < len(g.joints):
-                joint = g.joints[i]
-                extra = [f"+ deploy/{row}/{g.name}/{joint}" for row in extra_rows]
-                plots.append(rrb.TimeSeriesView(origin=f"joints/{g.name}/{joint}", contents=["+ $origin/**", *extra],
-                                                name=f"{g.name} {joint}"))
+    for i in range(max((len(joints) for _, joints in sides), default=0)):
+        for side, joints in sides:
+            if i < len(joints):
+                extra = [f"+ deploy/{row}/{side}/{joints[i]}" for row in extra_rows]
+                plots.append(rrb.TimeSeriesView(origin=f"joints/{side}/{joints[i]}",
+                                                contents=["+ $origin/**", *extra], name=f"{side} {joints[i]}"))
     status = [rrb.TimeSeriesView(origin="loop/period_error_ms", name="period error, ms"),
               rrb.TimeSeriesView(origin="loop/overruns", name="overruns"),
               rrb.TimeSeriesView(origin="control/person", name="a person drives"),
               rrb.TextLogView(origin="control", name="control")]
     left = [rrb.Grid(*[rrb.Spatial2DView(origin=f"cameras/{c}", name=c) for c in cameras])] if cameras else []
     return rrb.Blueprint(rrb.Horizontal(rrb.Vertical(*left, *status),
-                                        rrb.Grid(*plots, grid_columns=max(1, len(groups)))),
+                                        rrb.Grid(*plots, grid_columns=max(1, len(sides)))),
                          collapse_panels=True)
 
 
@@ -308,7 +309,8 @@ class LiveView:
         self._last_seq, self._last_wall = -1, 0.0
         self._closed = False
         self._stop = threading.Event()
-        recording.send_blueprint(blueprint(self.groups, list(self.cameras), extra_rows))
+        recording.send_blueprint(blueprint([(g.name, g.joints) for g in self.groups], list(self.cameras),
+                                           extra_rows))
         self._thread = threading.Thread(target=self._run, name="display", daemon=True)
         self._thread.start()
 
