@@ -65,10 +65,10 @@ def _section(e: EpisodeEntry) -> str:
         parts.append(f"<p>{_text(e.task)}</p>")
     if e.problem:
         parts.append(f'<p class="problem">{_text(e.problem)}</p>')
+    if e.video:  # above the plot, which is taller than a screen
+        parts.append(f'<video controls preload="metadata" src="{_src(e.video)}"></video>')
     if e.plot:
         parts.append(f'<img src="{_src(e.plot)}" alt="joints of episode {e.index}">')
-    if e.video:
-        parts.append(f'<video controls preload="metadata" src="{_src(e.video)}"></video>')
     parts.append("</section>")
     return "\n".join(parts)
 

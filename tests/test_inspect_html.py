@@ -189,7 +189,7 @@ def test_report_shows_every_episode_and_the_chosen_videos(with_rollout, tmp_path
     assert page.rows[2][1:] == ["rollout", "200", "4.0", "no", TASK, "2"]
     assert page.rows[0][1] == "demo" and page.rows[0][6] == "0"
     assert page.media == [("img", "episode_0_joints.png"), ("img", "episode_1_joints.png"),
-                          ("img", "episode_2_joints.png"), ("video", "episode_2_cameras.mp4")]
+                          ("video", "episode_2_cameras.mp4"), ("img", "episode_2_joints.png")]
     assert all((out / src).stat().st_size > 0 for _, src in page.media)
 
 
