@@ -29,7 +29,7 @@ from recording.joint_plot import (
     tick_step,
 )
 from recording.reader import EpisodeReader
-from recording.video import side_by_side
+from recording.video import VideoWriter, side_by_side
 from recording.writer import EpisodeWriter, StepRecord
 
 TAKEOVERS = [(50, 100), (150, 170)]  # [start, stop) steps a person drove in the test rollout
@@ -100,6 +100,18 @@ def test_episode_video_decodes_with_every_frame_and_labelled_panels(demos, tmp_p
     on_label = np.abs(got - labelled)[label].mean()
     elsewhere = np.abs(got - plain)[~label].mean()
     assert on_label < 15 and off_label > 40 and elsewhere < 8, (on_label, off_label, elsewhere)
+
+
+def test_a_video_stopped_by_an_error_is_closed_and_plays_what_it_has(tmp_path):
+    path = tmp_path / "cut.mp4"
+    with pytest.raises(ValueError, match="frame 10 is 64x64, the video is 48x64"), VideoWriter(path, 50) as writer:
+        for i in range(11):
+            writer.write(np.full((48 if i < 10 else 64, 64, 3), 20 * i, np.uint8))
+    name, frames = decoded_frames(path)
+    assert name == "h264" and len(frames) == 10 and frames[0].shape == (48, 64, 3)
+    assert abs(int(frames[9].mean()) - 180) <= 3
+    with pytest.raises(OSError, match="no_such_folder/x.mp4: cannot write a video file here"):
+        VideoWriter(tmp_path / "no_such_folder" / "x.mp4", 50)
 
 
 # -- the joint plot ---------------------------------------------------------------------------------------------
