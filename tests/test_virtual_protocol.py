@@ -42,7 +42,7 @@ from robot.sim.virtual_motor import TICK_WRAP, VirtualMotor
 XM430 = get_model("XM430-W350")
 PRESENT_POSITION, GOAL_POSITION, LED, TORQUE_ENABLE = 132, 116, 65, 64
 INDIRECT_ADDRESS_1, INDIRECT_DATA_1 = 168, 224
-INDIRECT_ADDRESS_21, INDIRECT_DATA_21 = 578, 634
+INDIRECT_ADDRESS_29, INDIRECT_DATA_29 = 578, 634  # the second block (X430/X540 models)
 SDK_INSTRUCTIONS = {name: value for name, value in vars(robotis_def).items() if name.startswith("INST_")}
 
 
@@ -78,13 +78,14 @@ def wait_until_answering(ph: PacketHandler, port: PortHandler, motor_id: int, tr
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_has_the_indirect_blocks_and_status_registers(name):
     model = get_model(name)
-    second_block = name.startswith("XM")  # Indirect 21..28 are on XM/XH models only
-    assert (model.register("Indirect Address 1").address, model.register("Indirect Data 1").address) == (168, 224)
-    assert (model.register("Indirect Address 20").end, model.register("Indirect Data 20").end) == (208, 244)
+    second_block = "330" not in name  # X430/X540: 1..28 and 29..56; XL330/XC330: 1..20, data at 208
+    data_1 = 224 if second_block else 208
+    assert (model.register("Indirect Address 1").address, model.register("Indirect Data 1").address) == (168, data_1)
+    assert (model.register("Indirect Address 20").end, model.register("Indirect Data 20").end) == (208, data_1 + 20)
     assert model.has("Indirect Data 21") == second_block
     if second_block:
-        assert (model.register("Indirect Address 21").address, model.register("Indirect Data 28").address) == (578, 641)
-    assert model.register("Indirect Address 7").default == 230  # points at its own Indirect Data
+        assert (model.register("Indirect Address 29").address, model.register("Indirect Data 56").address) == (578, 661)
+    assert model.register("Indirect Address 7").default == data_1 + 6  # points at its own Indirect Data
     assert model.register("Indirect Address 1").eeprom  # locked while torque is on
     assert not model.register("Indirect Data 1").eeprom
     expected = {"Model Information": (2, 4), "Firmware Version": (6, 1), "Realtime Tick": (120, 2), "Moving": (122, 1),
@@ -92,7 +93,7 @@ def test_every_model_has_the_indirect_blocks_and_status_registers(name):
                 "Position Trajectory": (140, 4), "Present Input Voltage": (144, 2),
                 "Present Temperature": (146, 1), "Backup Ready": (147, 1)}
     assert {n: (model.register(n).address, model.register(n).size) for n in expected} == expected
-    assert len(model.indirect_links()) == (28 if second_block else 20)
+    assert len(model.indirect_links()) == (56 if second_block else 20)
 
 
 def test_model_information_and_firmware_version_are_readable(sdk):
@@ -152,8 +153,8 @@ def test_unmapped_indirect_data_is_plain_memory_and_the_second_block_works(sdk):
     assert ph.read2ByteTxRx(port, 2, INDIRECT_ADDRESS_1 + 2) == (INDIRECT_DATA_1 + 1, COMM_SUCCESS, 0)
     assert ph.write1ByteTxRx(port, 2, INDIRECT_DATA_1 + 1, 0x5A) == (COMM_SUCCESS, 0)
     assert ph.read1ByteTxRx(port, 2, INDIRECT_DATA_1 + 1) == (0x5A, COMM_SUCCESS, 0)
-    map_indirect(ph, port, 2, INDIRECT_ADDRESS_21, [132, 133])
-    assert ph.read2ByteTxRx(port, 2, INDIRECT_DATA_21) == (2020, COMM_SUCCESS, 0)
+    map_indirect(ph, port, 2, INDIRECT_ADDRESS_29, [132, 133])
+    assert ph.read2ByteTxRx(port, 2, INDIRECT_DATA_29) == (2020, COMM_SUCCESS, 0)
 
 
 def test_indirect_address_is_locked_by_torque_and_points_into_ram_only(sdk):

@@ -1,21 +1,28 @@
 """Control tables of the Dynamixel X-series models tandem supports.
 
 Addresses, sizes, access and factory defaults follow the ROBOTIS e-Manual
-(Protocol 2.0 control tables). Registers are looked up by name, so code never
-spells an address; a model without a register (XL430 has no current control)
-fails loudly instead of reading the wrong bytes.
+(Protocol 2.0 control tables, emanual.robotis.com/docs/en/dxl/x/<model>/). Registers
+are looked up by name, so code never spells an address; a model without a register
+(XL430 and XC430 have no current control) fails loudly instead of reading the wrong bytes.
+
+Two layouts differ beyond their defaults: the X430/X540 models (XL430, XC430, XM430,
+XM540) have 56 indirect entries in two blocks, the small X330 models (XL330, XC330)
+have 20 whose data follows the addresses at 208, and a PWM Slope register at 62.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Literal
 
 Access = Literal["R", "RW"]
 
 EEPROM_END = 64  # addresses below this are EEPROM: writable only with torque off
-INDIRECT_BLOCKS = ((1, 20, 168, 224), (21, 28, 578, 634))  # (first N, last N, Indirect Address N, Indirect Data N)
+
+# Indirect Address/Data blocks: (first N, last N, address of Indirect Address N, address of Indirect Data N)
+INDIRECT_X430 = ((1, 28, 168, 224), (29, 56, 578, 634))  # XL430, XC430, XM430, XM540
+INDIRECT_X330 = ((1, 20, 168, 208),)  # XL330, XC330
 
 TICKS_PER_TURN = 4096
 CENTER_TICK = 2048
@@ -91,10 +98,9 @@ class MotorModel:
     def indirect_links(self) -> dict[int, Register]:
         """Address of each Indirect Data N -> the Indirect Address N register that says where it points."""
         return {
-            self.registers[f"Indirect Data {n}"].address: self.registers[f"Indirect Address {n}"]
-            for first, last, _, _ in INDIRECT_BLOCKS
-            for n in range(first, last + 1)
-            if f"Indirect Data {n}" in self.registers
+            reg.address: self.registers[reg.name.replace("Data", "Address")]
+            for reg in self.registers.values()
+            if reg.name.startswith("Indirect Data ")
         }
 
 
@@ -118,11 +124,16 @@ def _x_series_registers(
     min_voltage: int,
     nominal_voltage: int,
     temperature_limit: int,
-    second_indirect_block: bool,
+    indirect: tuple[tuple[int, int, int, int], ...] = INDIRECT_X430,
+    pwm_slope: int | None = None,
+    defaults: dict[str, int] | None = None,
 ) -> MappingProxyType:
     """The X-series layout; `current_limit=None` means the model has no current sensing.
 
-    `second_indirect_block`: Indirect Address/Data 21..28 (578.., 634..), on XM/XH models only.
+    `indirect`: the model's Indirect Address/Data blocks (INDIRECT_X430 or INDIRECT_X330).
+    `pwm_slope`: initial PWM Slope(62), a register only the X330 models have.
+    `defaults`: other initial values where the model's e-Manual differs from this template (gains,
+    Moving Threshold, Shutdown); a name the layout lacks is an error, so a typo cannot pass silently.
     """
     has_current = current_limit is not None
     regs = [
@@ -148,6 +159,7 @@ def _x_series_registers(
         Register("Max Position Limit", 48, 4, "RW", 4095),
         Register("Min Position Limit", 52, 4, "RW", 0),
         Register("Startup Configuration", 60, 1, "RW", 0),
+        *([Register("PWM Slope", 62, 1, "RW", pwm_slope)] if pwm_slope is not None else []),
         Register("Shutdown", 63, 1, "RW", 52),
         # RAM
         Register("Torque Enable", 64, 1, "RW", 0),
@@ -181,47 +193,97 @@ def _x_series_registers(
         Register("Present Input Voltage", 144, 2, "R", nominal_voltage),
         Register("Present Temperature", 146, 1, "R", 30),
         Register("Backup Ready", 147, 1, "R", 0),
-        *_indirect_registers(*INDIRECT_BLOCKS[0]),
-        *(_indirect_registers(*INDIRECT_BLOCKS[1]) if second_indirect_block else []),
+        *(r for block in indirect for r in _indirect_registers(*block)),
     ]
-    return MappingProxyType({r.name: r for r in regs})
+    table = {r.name: r for r in regs}
+    for name, value in (defaults or {}).items():
+        if name not in table:
+            raise KeyError(f"model {model_number}: no register {name!r} to give a default")
+        table[name] = replace(table[name], default=value)
+    return MappingProxyType(table)
 
 
 _ALL_MODES = frozenset({0, 1, 3, 4, 5, 16})
-_NO_CURRENT_MODES = frozenset({1, 3, 4, 16})
+_NO_CURRENT_MODES = frozenset({1, 3, 4, 16})  # XL430, XC430: no current, no current-based position
+
+# Effort units from the e-Manual: XM Present Current is 2.69 mA a unit, XL330/XC330 1 mA (measured at the
+# supply input, not the motor phase), XL430/XC430 Present Load 0.1 % of the maximum torque.
+_MA_XM, _MA_X330, _LOAD_PERCENT = 2.69, 1.0, 0.1
+
+# Firmware: what the virtual bus reports (45+ answers Fast Sync Read there). The e-Manual pages give no
+# per-model firmware; these stand for current firmware, and the driver probes Fast Sync Read at open anyway.
+_FW_XM, _FW_X = 48, 46
+
+
+def _model(name: str, number: int, modes: frozenset[int], effort: str, unit: float, firmware: int,
+           **table: object) -> MotorModel:
+    return MotorModel(name, number, _x_series_registers(model_number=number, **table), modes, effort, unit, firmware)
+
 
 MODELS: MappingProxyType = MappingProxyType(
     {
         m.name: m
         for m in (
-            MotorModel(
-                "XM430-W350", 1020,
-                _x_series_registers(model_number=1020, current_limit=1193, velocity_limit=200,
-                                    position_p_gain=800, max_voltage=160, min_voltage=95, nominal_voltage=120,
-                                    temperature_limit=80, second_indirect_block=True),
-                _ALL_MODES, "Present Current", 2.69, 48,
-            ),
-            MotorModel(
-                "XM540-W270", 1120,
-                _x_series_registers(model_number=1120, current_limit=2047, velocity_limit=128,
-                                    position_p_gain=800, max_voltage=160, min_voltage=95, nominal_voltage=120,
-                                    temperature_limit=80, second_indirect_block=True),
-                _ALL_MODES, "Present Current", 2.69, 48,
-            ),
-            MotorModel(
-                "XL430-W250", 1060,
-                _x_series_registers(model_number=1060, current_limit=None, velocity_limit=265,
-                                    position_p_gain=640, max_voltage=140, min_voltage=60, nominal_voltage=120,
-                                    temperature_limit=72, second_indirect_block=False),
-                _NO_CURRENT_MODES, "Present Load", 0.1, 46,
-            ),
-            MotorModel(
-                "XL330-M288", 1200,
-                _x_series_registers(model_number=1200, current_limit=1750, velocity_limit=445,
-                                    position_p_gain=400, max_voltage=70, min_voltage=35, nominal_voltage=50,
-                                    temperature_limit=70, second_indirect_block=False),
-                _ALL_MODES, "Present Current", 1.0, 46,
-            ),
+            # ALOHA followers (ViperX 300 S) and the WidowX 250 S leader's arm joints
+            _model("XM430-W350", 1020, _ALL_MODES, "Present Current", _MA_XM, _FW_XM,
+                   current_limit=1193, velocity_limit=200, position_p_gain=800,
+                   max_voltage=160, min_voltage=95, nominal_voltage=120, temperature_limit=80),
+            _model("XM540-W270", 1120, _ALL_MODES, "Present Current", _MA_XM, _FW_XM,
+                   current_limit=2047, velocity_limit=128, position_p_gain=800,
+                   max_voltage=160, min_voltage=95, nominal_voltage=120, temperature_limit=80),
+            # stock WidowX 250 S wrist rotate and gripper; Koch follower shoulder pan and lift
+            _model("XL430-W250", 1060, _NO_CURRENT_MODES, "Present Load", _LOAD_PERCENT, _FW_X,
+                   current_limit=None, velocity_limit=265, position_p_gain=640,
+                   max_voltage=140, min_voltage=60, nominal_voltage=120, temperature_limit=72,
+                   defaults={"Velocity I Gain": 1000, "Position D Gain": 4000}),
+            # Koch follower elbow, wrist and gripper (5 V)
+            _model("XL330-M288", 1200, _ALL_MODES, "Present Current", _MA_X330, _FW_X,
+                   current_limit=1750, velocity_limit=445, position_p_gain=400,
+                   max_voltage=70, min_voltage=35, nominal_voltage=50, temperature_limit=70,
+                   indirect=INDIRECT_X330, pwm_slope=140,
+                   defaults={"Velocity I Gain": 1600, "Velocity P Gain": 180, "Shutdown": 53}),
+            # Koch leader, every joint (5 V); the e-Manual gives it a Position I Gain of 400 out of the box
+            _model("XL330-M077", 1190, _ALL_MODES, "Present Current", _MA_X330, _FW_X,
+                   current_limit=1750, velocity_limit=1620, position_p_gain=400,
+                   max_voltage=70, min_voltage=35, nominal_voltage=50, temperature_limit=70,
+                   indirect=INDIRECT_X330, pwm_slope=140,
+                   defaults={"Velocity I Gain": 400, "Velocity P Gain": 40, "Position I Gain": 400, "Shutdown": 53}),
+            # ALOHA 2 leader (ALOHA WidowX 250 S) gripper: no current sensing, so no current-based position
+            _model("XC430-W150", 1070, _NO_CURRENT_MODES, "Present Load", _LOAD_PERCENT, _FW_X,
+                   current_limit=None, velocity_limit=460, position_p_gain=460,
+                   max_voltage=160, min_voltage=60, nominal_voltage=120, temperature_limit=80,
+                   defaults={"Moving Threshold": 20}),
+            _model("XC430-W240", 1080, _NO_CURRENT_MODES, "Present Load", _LOAD_PERCENT, _FW_X,
+                   current_limit=None, velocity_limit=306, position_p_gain=700,
+                   max_voltage=160, min_voltage=60, nominal_voltage=120, temperature_limit=80),
+            # XC330: metal-geared X330 bodies; M = 5 V, T = 12 V (the T288 is the active GELLO's motor)
+            _model("XC330-M181", 1230, _ALL_MODES, "Present Current", _MA_X330, _FW_X,
+                   current_limit=2352, velocity_limit=545, position_p_gain=1200,
+                   max_voltage=70, min_voltage=35, nominal_voltage=50, temperature_limit=70,
+                   indirect=INDIRECT_X330, pwm_slope=140,
+                   defaults={"Velocity I Gain": 1400, "Position D Gain": 500}),
+            _model("XC330-M288", 1240, _ALL_MODES, "Present Current", _MA_X330, _FW_X,
+                   current_limit=2352, velocity_limit=350, position_p_gain=1100,
+                   max_voltage=70, min_voltage=35, nominal_voltage=50, temperature_limit=70,
+                   indirect=INDIRECT_X330, pwm_slope=140,
+                   defaults={"Velocity I Gain": 1600, "Velocity P Gain": 50, "Position D Gain": 500}),
+            _model("XC330-T181", 1210, _ALL_MODES, "Present Current", _MA_X330, _FW_X,
+                   current_limit=910, velocity_limit=510, position_p_gain=900,
+                   max_voltage=140, min_voltage=55, nominal_voltage=120, temperature_limit=70,
+                   indirect=INDIRECT_X330, pwm_slope=255,
+                   defaults={"Velocity I Gain": 1200, "Velocity P Gain": 40}),
+            _model("XC330-T288", 1220, _ALL_MODES, "Present Current", _MA_X330, _FW_X,
+                   current_limit=910, velocity_limit=320, position_p_gain=900,
+                   max_voltage=140, min_voltage=55, nominal_voltage=120, temperature_limit=70,
+                   indirect=INDIRECT_X330, pwm_slope=255,
+                   defaults={"Velocity I Gain": 1200, "Velocity P Gain": 40}),
+            # the other XM430/XM540 gear ratios (the active GELLO's shoulder uses the XM430-W210)
+            _model("XM430-W210", 1030, _ALL_MODES, "Present Current", _MA_XM, _FW_XM,
+                   current_limit=1193, velocity_limit=330, position_p_gain=800,
+                   max_voltage=160, min_voltage=95, nominal_voltage=120, temperature_limit=80),
+            _model("XM540-W150", 1130, _ALL_MODES, "Present Current", _MA_XM, _FW_XM,
+                   current_limit=2047, velocity_limit=230, position_p_gain=800,
+                   max_voltage=160, min_voltage=95, nominal_voltage=120, temperature_limit=80),
         )
     }
 )
