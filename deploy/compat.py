@@ -78,7 +78,7 @@ def existing_dataset(path: str | None) -> DatasetInfo | None:
 
 
 def check_dataset(path: str, existing: DatasetInfo | None, rig: Rig, cameras: Mapping[str, Sequence[int]],
-                  compress: bool, task: str = "") -> None:
+                  compress: bool, task: str = "", render: str = "") -> None:
     """An existing dataset must have been recorded as this run would record: refused now, not after start-up."""
     if existing is None:
         return
@@ -89,5 +89,5 @@ def check_dataset(path: str, existing: DatasetInfo | None, rig: Rig, cameras: Ma
                            "--dataset folder for this rig")
     planned = DatasetInfo(rig=rig.name, fps=rig.control_hz, cameras=list(cameras),
                           image_size={name: list(size) for name, size in cameras.items()}, compress=compress,
-                          task=task)
+                          task=task, render=render)
     Dataset(Path(path), existing).check_matches(planned)

@@ -256,6 +256,7 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
                         optimizer=optimizer if resumable else None, scheduler=scheduler if resumable else None,
                         extra={"best_val_loss": best_val, "train_episodes": train_ids, "val_episodes": val_ids,
                                "dataset": str(s.dataset), "start_qpos": start_qpos,
+                               "render": dataset.info.render,  # how a simulated rig drew the training images
                                # wall time spent training, over every resumed run
                                "train_seconds": trained_before + time.perf_counter() - started})
 

@@ -90,6 +90,7 @@ class DatasetInfo:
     image_size: dict[str, list[int]] = field(default_factory=dict)  # camera -> [H, W]
     compress: bool = False
     task: str = ""
+    render: str = ""  # how a simulated rig rendered the cameras (robot/sim/render_style.py); "" hardware or unknown
     episodes: list[EpisodeInfo] = field(default_factory=list)
 
 
@@ -193,7 +194,9 @@ class Dataset:
     def check_matches(self, info: DatasetInfo) -> None:
         mine = self.info
         problems = []
-        for name in ("rig", "fps", "cameras", "image_size", "compress", "task"):
+        for name in ("rig", "fps", "cameras", "image_size", "compress", "task", "render"):
+            if name == "render" and not mine.render:
+                continue  # recorded before the render was kept: unknown, so nothing to hold against
             if getattr(mine, name) != getattr(info, name):
                 ours, theirs = getattr(mine, name), getattr(info, name)
                 problems.append(f"{name}: the dataset has {ours!r}, this session {theirs!r}")
@@ -381,6 +384,7 @@ def _info_from_files(root: Path) -> DatasetInfo:
                 info.compress = ep.compressed
                 info.image_size = {c: list(ep.image_size(c)) for c in ep.camera_names}
                 info.fps = float(ep.attrs.get("fps", 50.0))
+                info.render = str(ep.attrs.get("render", ""))
         info.episodes.append(_info_from_file(path))
     return info
 

@@ -76,7 +76,7 @@ class EpisodeSlot:
             dataset.path(self.index), sizes, compress=options.compress, jpeg_quality=options.jpeg_quality,
             dim=layout.dim, attrs={"sim": info.rig == "sim", "fps": info.fps, "rig": info.rig,
                                    "calibration": info.calibration, "kind": kind, "task": info.task,
-                                   "task_description": task_description,
+                                   "task_description": task_description, "render": info.render,
                                    "state_names": list(layout.names), **(attrs or {})})
         self.recorder = EpisodeRecorder(layout, cameras, self.writer, intervention=intervention)
         self.started = time.perf_counter()
@@ -138,10 +138,11 @@ class ProgressLine:
 
 
 def dataset_info(rig: Rig, connected: ConnectedRig, cameras: Mapping[str, tuple[int, int]], compress: bool,
-                 task: str = "") -> DatasetInfo:
+                 task: str = "", render: str = "") -> DatasetInfo:
     digest = calibration_digest({name: c.digest() for name, c in connected.calibrations.items()})
     return DatasetInfo(rig=rig.name, calibration=digest, fps=rig.control_hz, cameras=list(cameras),
-                       image_size={c: list(size) for c, size in cameras.items()}, compress=compress, task=task)
+                       image_size={c: list(size) for c, size in cameras.items()}, compress=compress, task=task,
+                       render=render)
 
 
 def open_dataset(path: str, info: DatasetInfo) -> Dataset:

@@ -16,6 +16,7 @@ from robot.commands import (
     add_display_argument,
     add_keys_argument,
     add_motion_arguments,
+    add_render_argument,
     add_rig_argument,
     add_verbose_argument,
     command_parser,
@@ -31,6 +32,7 @@ from robot.display import hardware_cameras, live_view
 from robot.dynamixel.errors import DynamixelError
 from robot.loop import ControlLoop, Step
 from robot.rig import Rig, load_rig
+from robot.sim.render_style import DEFAULT_RENDER
 from robot.sim.rig_process import LEADER_MOTIONS
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
 from teleop.controller import TeleopController
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--episode-steps", type=positive_int, metavar="N",
                      help="control steps per episode; unset: the task's, 400 = 8 s")
     sim.add_argument("--realtime", action="store_true", help="pace the simulation at wall-clock speed")
+    add_render_argument(sim, default=DEFAULT_RENDER)
     add_verbose_argument(parser)
     return parser
 
@@ -102,7 +105,7 @@ def run_sim_task(args: argparse.Namespace, rig: Rig) -> int:
     from teleop.sim_episodes import run_episode
 
     steps = args.episode_steps or EPISODE_STEPS[args.task]
-    world = SimWorldProcess(rig, args.task, cameras=bool(args.display))  # rendered only to be shown
+    world = SimWorldProcess(rig, args.task, cameras=bool(args.display), render=args.render)  # rendered only to be shown
     results = []
     try:
         with world as live, connect(live, torque_off_at_exit=args.on_exit == "off",

@@ -4,8 +4,12 @@ The scene, the object randomization per seed and the task rewards (0..4,
 success = 4) are the `gym-aloha` package's; this module only drives them. The
 follower arms are position actuators: six joint targets in rad per arm, and the
 gripper through ALOHA's conversion (motor angle -> normalized 0 closed..1 open ->
-finger slide position). Cameras render off-screen with shadows, reflections and
-multisampling off (about 10 ms per 480x640 frame on a CPU instead of 25).
+finger slide position). Cameras render off-screen in one of the styles of
+robot/sim/render_style.py: `fast` with shadows, reflections and multisampling
+off (about 10 ms per 480x640 frame on a CPU instead of 25), or `aloha` as
+gym-aloha renders. Either shows the state the world is in now: the positions
+MuJoCo keeps after a step are those from before its last integration, so they
+are brought up to date first, as dm_control does after every step.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dm_control import mujoco as dm_mujoco
 from gym_aloha import constants as aloha
 from gym_aloha.tasks import sim as aloha_tasks
 from gym_aloha.utils import sample_box_pose, sample_insertion_pose
+
+from robot.sim.render_style import DEFAULT_RENDER, render_style
 
 SIDES = ("left", "right")
 CAMERAS = {"cam_high": "top", "cam_low": "angle", "cam_left_wrist": "left_wrist", "cam_right_wrist": "right_wrist"}
@@ -61,7 +67,7 @@ class ArmReading:
 class World:
     """One task's scene. Not thread-safe: one owner steps, reads and renders it."""
 
-    def __init__(self, task: str, *, image_size: tuple[int, int] = (480, 640)) -> None:
+    def __init__(self, task: str, *, image_size: tuple[int, int] = (480, 640), render: str = DEFAULT_RENDER) -> None:
         if task not in TASKS:
             raise ValueError(f"unknown sim task {task!r}; choose one of: {', '.join(TASKS)}")
         self.task_name = task
@@ -70,7 +76,10 @@ class World:
         self.task = self.definition.task()
         self.model: mujoco.MjModel = self.physics.model.ptr
         self.data: mujoco.MjData = self.physics.data.ptr
-        self.model.vis.quality.offsamples = 0  # no multisampling: half the render time
+        self.render_name = render
+        self.style = render_style(render)
+        if not self.style.multisampling:
+            self.model.vis.quality.offsamples = 0  # half the render time
         self.substeps = round(CONTROL_DT / self.model.opt.timestep)
         self.image_size = image_size
         self._renderer: mujoco.Renderer | None = None
@@ -133,9 +142,13 @@ class World:
         """One camera (tandem name, e.g. cam_high) as (H, W, 3) uint8."""
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.model, *self.image_size)
+        # positions, cameras and lights of the state as it is now (mj_step leaves those of the step before)
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_comPos(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)
         self._renderer.update_scene(self.data, camera=CAMERAS[camera])
-        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.style.shadows
+        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = self.style.reflections
         return self._renderer.render()
 
     def close(self) -> None:

@@ -15,17 +15,18 @@ from typing import Any
 
 from robot.rig import Rig
 from robot.sim.child_process import ChildProcess, serve
+from robot.sim.render_style import DEFAULT_RENDER, render_style
 from robot.sim.shared_frames import SharedFrame
 from robot.sim.sim_camera import SimCamera
 from robot.sim.world import CAMERAS
 
 
-def _serve(rig: Rig, task: str, image_size: tuple[int, int], frames: dict[str, str], operator: str,
+def _serve(rig: Rig, task: str, image_size: tuple[int, int], frames: dict[str, str], operator: str, render: str,
            conn: Any) -> None:
     from robot.sim.world_rig import WorldRig  # MuJoCo is imported in the child only
 
     with ExitStack() as stack:
-        world = WorldRig(rig, task, stack, image_size=image_size, frames=frames, operator=operator)
+        world = WorldRig(rig, task, stack, image_size=image_size, frames=frames, operator=operator, render=render)
         conn.send({name: bus.port for name, bus in world.buses.items()})
 
         def answer(request: tuple) -> Any:
@@ -47,10 +48,13 @@ class SimWorldProcess:
     bus_options = {"read_deadline_s": 1.0}
 
     def __init__(self, rig: Rig, task: str, *, image_size: tuple[int, int] | None = None,
-                 cameras: bool | Sequence[str] = True, operator: str = "expert") -> None:
-        """`cameras`: True renders the rig's cameras, False none, or the names of those to render."""
+                 cameras: bool | Sequence[str] = True, operator: str = "expert", render: str = DEFAULT_RENDER) -> None:
+        """`cameras`: True renders the rig's cameras, False none, or the names of those to render; `render`: how
+        (robot/sim/render_style.py)."""
+        render_style(render)  # an unknown style is refused here, not in the child
         self.rig = rig
         self.task = task
+        self.render = render
         wanted = (lambda name: True) if cameras is True else (lambda name: cameras and name in cameras)
         names = [c.name for c in rig.cameras if c.name in CAMERAS and wanted(c.name)]
         if image_size is None:
@@ -60,7 +64,7 @@ class SimWorldProcess:
         tag = uuid.uuid4().hex[:8]
         self._slots = {cam: SharedFrame(f"tandem-{tag}-{cam}", *image_size, create=True) for cam in names}
         frames = {cam: slot.name for cam, slot in self._slots.items()}
-        self._child = ChildProcess(_serve, (rig, task, image_size, frames, operator), f"sim-world-{task}")
+        self._child = ChildProcess(_serve, (rig, task, image_size, frames, operator, render), f"sim-world-{task}")
         self.cameras = {cam: SimCamera(cam, slot) for cam, slot in self._slots.items()}
 
     def start(self) -> Rig:

@@ -22,6 +22,7 @@ from robot.rig import Rig
 from robot.sim.expert import Contacts, Expert
 from robot.sim.gate import Gate, GateInput, drift, parse_gate
 from robot.sim.hand import ideal_mounting, pose_arm
+from robot.sim.render_style import DEFAULT_RENDER
 from robot.sim.shared_frames import SharedFrame
 from robot.sim.virtual_arm import gripper_angle, virtual_arm_bus
 from robot.sim.virtual_bus import VirtualBus
@@ -55,10 +56,11 @@ class WorldRig:
     """Owns the world, the buses and the operator; one thread calls its methods (the process's server)."""
 
     def __init__(self, rig: Rig, task: str, stack: ExitStack, *, image_size: tuple[int, int] = (480, 640),
+                 render: str = DEFAULT_RENDER,
                  frames: dict[str, str] | None = None, operator: str = "expert") -> None:
         if operator not in OPERATOR_MODES:
             raise ValueError(f"operator {operator!r} is not one of {', '.join(OPERATOR_MODES)}")
-        self.world = World(task, image_size=image_size)
+        self.world = World(task, image_size=image_size, render=render)
         stack.callback(self.world.close)
         self.followers = [a for a in rig.arms if a.role == "follower" and a.virtual]
         self.mountings = {a.name: ideal_mounting(a.spec) for a in self.followers}
