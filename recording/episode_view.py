@@ -2,8 +2,9 @@
 
 Every camera frame at its recorded size, each joint's observed position
 (`follower`, from qpos) and the action sent (`command`) in the dataset's units,
-and who drove: a rollout's /intervention mask says when a person had control;
-episodes without one (demonstrations, corrections) were driven by a person.
+and who drove: in an episode of a policy run (it names its checkpoint) the
+/intervention mask says when a person had control; a person drove
+demonstrations throughout.
 Timelines: `step`, and `time` in seconds into the episode (its control
 timestamps where usable, else step / fps). The entity paths are the live
 view's (robot/display.py), so a live session and its recorded episodes read
@@ -44,7 +45,7 @@ def log_episode(reader: EpisodeReader, recording: Any, fps: float) -> int:
     times = episode_times(reader, fps)
     person = np.ones(reader.length, dtype=bool)
     spans = takeover_spans(reader)
-    if spans is not None:  # a rollout: the policy drove except where a person took over
+    if spans is not None and reader.attrs.get("checkpoint"):  # deploy's: the policy drove but where a person took over
         person[:] = False
         for start, stop in spans:
             person[start:stop] = True
