@@ -77,6 +77,17 @@ def test_set_up_transactions_wait_longer_on_each_retry(driver, vbus):
     assert driver.port.timeout_scale == 1.0  # the 50 Hz path keeps the short timeout afterwards
 
 
+def test_a_late_reply_is_never_taken_as_the_next_commands_answer(vbus):
+    # The first ping's answer comes 150 ms late, after its 102 ms timeout. Were it left on the wire, the retry or
+    # the next read would take it (the SDK accepts any packet from the ID): Drive Mode would read the ping's model
+    # number's low byte, 252, and a configure() would write that back into EEPROM.
+    with DynamixelBus(vbus.port, [Motor(1, XM430)], latency_ms=50) as bus:
+        vbus.delay_next(1, 0.15)
+        assert bus.ping(1) == XM430.model_number
+        assert bus.read(1, "Drive Mode") == 0
+        assert bus.read(1, "Operating Mode") == 3
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_persistent_failure_names_port_motor_and_joint(vbus, fast):
     with DynamixelBus(vbus.port, [Motor(i, XM430, f"joint{i}") for i in (1, 2, 3)], fast_sync_read=fast,

@@ -169,6 +169,8 @@ class DynamixelBus:
                 self.port.timeout_scale = float(attempt)
                 try:
                     *value, result, error = call()
+                    if result != COMM_SUCCESS:
+                        self._drop_late_reply()
                 finally:
                     self.port.timeout_scale = 1.0
             if result == COMM_SUCCESS:
@@ -177,6 +179,13 @@ class DynamixelBus:
             detail = self._ph.getTxRxResult(result)
             log.debug("%s motor %d: %s attempt %d: %s", self.port_name, motor_id, what, attempt, detail)
         raise NoResponseError(self.port_name, motor_id, self.joint_of(motor_id), what, attempt, detail)
+
+    def _drop_late_reply(self) -> None:
+        """After a lost answer, wait as long again and empty the port. The SDK takes the first packet from the
+        motor's ID as the answer, so a late reply to this attempt would be read as the next command's (a stale
+        Model Number decoded as a Drive Mode, then written back to EEPROM)."""
+        time.sleep((2.0 * self.port.latency_ms + 2.0) * self.port.timeout_scale / 1e3)
+        self.port.clearPort()
 
     def _raise_status(self, motor_id: int, what: str, error: int) -> None:
         if error & ALERT_BIT:
