@@ -62,6 +62,7 @@ class VideoStream:
         import av
 
         encoder, options = fmt.CODECS[codec]
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1's errors only, not ~25 lines of set-up per stream
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.fps, self.frames, self.bytes = path, fps, 0, 0
         self._container = av.open(str(path), "w", options={"movflags": "faststart"})
