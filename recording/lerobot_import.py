@@ -221,6 +221,16 @@ def _video_frames(path: Path, start: float, timestamps: np.ndarray, key: str,
 
     if not path.is_file():
         raise fmt.LeRobotFormatError(f"{path}: missing ({key} of episode {episode} is there)")
+    try:
+        yield from _decoded(path, start, timestamps, key, episode)
+    except av.FFmpegError as exc:
+        raise fmt.LeRobotFormatError(f"{path}: {key} of episode {episode} cannot be decoded ({exc})") from None
+
+
+def _decoded(path: Path, start: float, timestamps: np.ndarray, key: str,
+             episode: int) -> Iterator[tuple[float, np.ndarray]]:
+    import av
+
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         first = start + float(timestamps[0]) if len(timestamps) else start
@@ -344,7 +354,13 @@ def import_dataset(source: str | Path, dest: str | Path, rig: Rig, *, compress: 
                        task=next(iter(shared)) if len(shared) == 1 else "")
     for key in filled:
         say(f"{folder.root}: no {key}; {fmt.ROW_FEATURES[key]} is written as zeros")
+    dropped = [folder.cameras[c] for c in folder.cameras if c not in cameras]
+    if dropped:
+        say(f"{folder.root}: {', '.join(dropped)} not imported: the target dataset records "
+            f"{', '.join(cameras) or 'no camera'}")
     names = list(rig_state_names(rig))
+    for episode in folder.episodes:  # every row read and checked before anything is written
+        episode_rows(folder, episode, len(names))
     imported: list[EpisodeInfo] = []
     with Dataset.create_or_open(dest, info, say=say) as dataset:
         for episode in progress(folder.episodes):
@@ -353,21 +369,42 @@ def import_dataset(source: str | Path, dest: str | Path, rig: Rig, *, compress: 
                          time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class EpisodeRows:
+    """One LeRobot episode's data rows as a tandem episode takes them, checked."""
+
+    rows: dict[str, np.ndarray]
+    kind: str
+    values: dict[str, np.ndarray]  # observation.state, velocity, effort, action: (T, dim) float32, finite
+    intervention: np.ndarray
+    task: str
+    timestamps: np.ndarray
+
+
+def episode_rows(folder: LeRobotFolder, episode: LeRobotEpisode, dim: int) -> EpisodeRows:
+    where = f"{folder.root / episode.data_file}, episode {episode.index}"
+    rows = folder.rows(episode)
+    length = episode.length
+    values = {key: finite(rows[key], f"{where}: {key}") if key in rows else np.zeros((length, dim), np.float32)
+              for key in (fmt.STATE, fmt.VELOCITY, fmt.EFFORT, fmt.ACTION)}
+    intervention = rows.get(fmt.INTERVENTION, np.zeros(length, bool)).reshape(length).astype(bool)
+    task_index = rows.get("task_index")
+    if task_index is not None and 0 <= int(task_index[0]) < len(folder.tasks):
+        task = folder.tasks[int(task_index[0])]
+    else:
+        task = episode.tasks[0] if episode.tasks else ""
+    return EpisodeRows(rows, episode_kind(rows, where), values, intervention, task,
+                       rows["timestamp"].astype(np.float64))
+
+
 def _import_episode(folder: LeRobotFolder, episode: LeRobotEpisode, dataset: Dataset,
                     cameras: Mapping[str, tuple[int, int]], names: Sequence[str], compress: bool,
                     jpeg_quality: int) -> EpisodeInfo:
     where = f"{folder.root / episode.data_file}, episode {episode.index}"
-    rows = folder.rows(episode)
+    data = episode_rows(folder, episode, len(names))
+    rows, kind, values, intervention, task, timestamps = (data.rows, data.kind, data.values, data.intervention,
+                                                          data.task, data.timestamps)
     length = episode.length
-    kind = episode_kind(rows, where)
-    values = {key: finite(rows[key], f"{where}: {key}") if key in rows else np.zeros((length, len(names)),
-                                                                                      np.float32)
-              for key in (fmt.STATE, fmt.VELOCITY, fmt.EFFORT, fmt.ACTION)}
-    intervention = rows.get(fmt.INTERVENTION, np.zeros(length, bool)).reshape(length).astype(bool)
-    task_index = rows.get("task_index")
-    task = folder.tasks[int(task_index[0])] if task_index is not None and len(folder.tasks) > int(task_index[0]) \
-        else (episode.tasks[0] if episode.tasks else "")
-    timestamps = rows["timestamp"].astype(np.float64)
     index = dataset.next_index()
     attrs = {"sim": dataset.info.rig == "sim", "fps": dataset.info.fps, "rig": dataset.info.rig, "calibration": "",
              "kind": kind, "task": task, "task_description": task, "state_names": list(names),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -263,6 +264,31 @@ def test_a_dataset_that_does_not_fit_is_refused_by_feature(tmp_path, edit, messa
     with pytest.raises(LeRobotFormatError, match=message.replace("(", r"\(")):
         import_dataset(source, tmp_path / "imported", load_rig("sim"))
     assert not (tmp_path / "imported").exists()
+
+
+def test_a_non_finite_value_is_refused_before_anything_is_written(tmp_path):
+    source = tmp_path / "aloha_sim"
+    shutil.copytree(FIXTURES / "aloha_sim", source)
+    data = source / "data/chunk-000/file-000.parquet"
+    table = pq.read_table(data)
+    actions = table.column("action").to_pylist()
+    actions[13][4] = float("nan")  # episode 1, its frame 3
+    table = table.set_column(table.column_names.index("action"), "action",
+                             pa.array(actions, type=table.schema.field("action").type))
+    pq.write_table(table, data)
+    with pytest.raises(LeRobotFormatError, match=r"episode 1: action: frame 3 column 4 is nan"):
+        import_dataset(source, tmp_path / "imported", load_rig("sim"))
+    assert not (tmp_path / "imported").exists()
+
+
+def test_an_undecodable_video_names_its_file(tmp_path, capsys):
+    source = tmp_path / "aloha_sim"
+    shutil.copytree(FIXTURES / "aloha_sim", source)
+    video = source / "videos/observation.images.top/chunk-000/file-000.mp4"
+    video.write_bytes(video.read_bytes()[:1000])
+    assert import_main([str(source), "--dataset", str(tmp_path / "imported")]) == 1
+    assert f"{video}: observation.images.top of episode 0 cannot be decoded" in capsys.readouterr().err
+    assert Dataset.open(tmp_path / "imported").episodes() == []  # nothing half written
 
 
 def test_a_single_arm_and_a_missing_camera_are_refused(tmp_path, capsys):
