@@ -11,6 +11,12 @@ stalls every process at once for tens of ms, and the loop overruns whatever
 the writer does). The same loop without recording is the baseline in the same
 run.
 
+The rows with "+ display" add the live view (robot/display.py, as --display
+FILE.rrd): every joint, the period error and the four cameras (JPEG at 240
+rows, 10 a second) into a .rrd file from its own thread; compare their
+overruns and period error p99 with the row without it. Below each, the view's
+own figures: steps shown and dropped, camera frames, the file's size.
+
 --pin emulator puts the bus emulator's process alone on CPU 1 and the loop's
 process (its main and bus threads, the writer thread and its JPEG threads) on
 CPU 0, as on a rig whose buses are not on the CPU at all. --pin
@@ -49,6 +55,7 @@ from recording.recorder import EpisodeRecorder  # noqa: E402
 from recording.writer import EpisodeWriter  # noqa: E402
 from robot.cameras import Frame  # noqa: E402
 from robot.clock import RealClock  # noqa: E402
+from robot.display import live_view  # noqa: E402
 from robot.dynamixel.errors import NoResponseError  # noqa: E402
 from robot.loop import ControlLoop  # noqa: E402
 from robot.rig import load_rig  # noqa: E402
@@ -104,7 +111,7 @@ class SyntheticCamera:
 
 
 def run(connected, seconds: float, directory: Path | None, compress: bool,
-        writer_cpus: set[int] | None = None) -> dict:
+        writer_cpus: set[int] | None = None, display: Path | None = None) -> dict:
     cameras = {name: SyntheticCamera(name, i) for i, name in enumerate(CAMERAS)}
     layout = StateLayout.from_connected(connected)
     clock = RealClock()
@@ -118,14 +125,15 @@ def run(connected, seconds: float, directory: Path | None, compress: bool,
             writer = EpisodeWriter(path, dict.fromkeys(CAMERAS, SIZE), compress=compress)
         recorder = EpisodeRecorder(layout, cameras, writer)
     try:
-        loop.approach(3.0, 3.0)
-        loop.reset_stats()
-        if recorder is not None:
-            loop.observers.append(recorder)
-        end = clock.now() + seconds
-        started, steal_before = time.perf_counter(), stolen_s()
-        loop.run(lambda step: step.t >= end)
-        recorded_s, steal_after = time.perf_counter() - started, stolen_s()
+        with live_view(None if display is None else str(display), connected, cameras, prog="bench",
+                       say=lambda _: None) as view:
+            loop.approach(3.0, 3.0)
+            loop.reset_stats()
+            loop.observers += [o for o in (recorder, view) if o is not None]
+            end = clock.now() + seconds
+            started, steal_before = time.perf_counter(), stolen_s()
+            loop.run(lambda step: step.t >= end)
+            recorded_s, steal_after = time.perf_counter() - started, stolen_s()
     except BaseException:
         if writer is not None:
             writer.discard()
@@ -134,6 +142,11 @@ def run(connected, seconds: float, directory: Path | None, compress: bool,
         loop.close()
     steal = None if steal_before is None or steal_after is None else (steal_after - steal_before) * 1e3
     result = {"summary": loop.summary(), "steal_ms": steal}
+    if view is not None:
+        result["display"] = (f"{view.shown} of {view.steps} steps shown, {view.dropped} dropped, {view.frames} "
+                             f"camera frames, {display.stat().st_size / 1e6:.1f} MB .rrd" +
+                             (f"; stopped: {view.error}" if view.error else ""))
+        display.unlink()
     if writer is not None:
         summary = writer.close()
         result.update(dropped=summary.dropped, high_water=summary.queue_high_water, steps=summary.steps,
@@ -170,10 +183,13 @@ def main() -> None:
             print(f"not pinned: the loop, the writer and the bus emulator share CPUs {sorted(os.sched_getaffinity(0))}")
         print(f"{'run':<14} {'steps':>6} {'dropped':>7} {'queue max':>9} {'MB':>7} {'MB/s':>6} "
               f"{'err p50':>8} {'err p99':>8} {'err max':>8} {'overruns':>8} {'close s':>8} {'steal ms':>8}")
-        runs = (("no recording", None, False), ("raw", Path(tmp), False), ("JPEG q50", Path(tmp), True))
-        for name, directory, compress in runs * args.repeat:
+        runs = (("no recording", None, False, False), ("+ display", None, False, True),
+                ("raw", Path(tmp), False, False), ("JPEG q50", Path(tmp), True, False),
+                ("JPEG+display", Path(tmp), True, True))
+        for name, directory, compress, display in runs * args.repeat:
             try:
-                r = run(connected, args.seconds, directory, compress, writer_cpus)
+                r = run(connected, args.seconds, directory, compress, writer_cpus,
+                        Path(tmp) / "live.rrd" if display else None)
             except NoResponseError as exc:
                 print(f"{name:<14} failed: {exc}", flush=True)
                 continue
@@ -184,6 +200,8 @@ def main() -> None:
             steal = f"{r['steal_ms']:>8.0f}" if r["steal_ms"] is not None else f"{'-':>8}"
             print(f"{name:<14} {rec} {s.error_p50_ms:>8.3f} {s.error_p99_ms:>8.3f} {s.error_max_ms:>8.3f} "
                   f"{s.overruns:>8} {close} {steal}", flush=True)
+            if "display" in r:
+                print(f"{'':<14} display: {r['display']}", flush=True)
 
 
 if __name__ == "__main__":
