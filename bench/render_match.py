@@ -95,7 +95,7 @@ def main() -> None:
             share = np.array([d[1] for d in diffs])
             print(f"  {task:<14} {name:<9} {seconds * 1e3:6.1f} ms per frame; mean |diff| {mean.mean():.3f} grey "
                   f"levels (worst frame {mean.max():.3f}), pixels off by >{OFF_BY}: {100 * share.mean():.3f}% "
-                  f"(worst frame {100 * share.max():.3f}%)")
+                  f"(worst frame {100 * share.max():.3f}%); identical frames {int(np.sum(mean == 0))}/{len(diffs)}")
 
 
 if __name__ == "__main__":
