@@ -9,7 +9,8 @@ from stop to the file renamed into place, and the CPU time the hypervisor took
 from this machine during the run ("steal" in /proc/stat: on a busy host it
 stalls every process at once for tens of ms, and the loop overruns whatever
 the writer does). The same loop without recording is the baseline in the same
-run.
+run. "cpu %" is this process's CPU time over the run (all its threads, the bus
+emulator's process not included), in percent of one core.
 
 The rows with "+ display" add the live view (robot/display.py, as --display
 FILE.rrd): every joint, the period error and the four cameras (JPEG at 240
@@ -131,9 +132,10 @@ def run(connected, seconds: float, directory: Path | None, compress: bool,
             loop.reset_stats()
             loop.observers += [o for o in (recorder, view) if o is not None]
             end = clock.now() + seconds
-            started, steal_before = time.perf_counter(), stolen_s()
+            started, steal_before, cpu_before = time.perf_counter(), stolen_s(), time.process_time()
             loop.run(lambda step: step.t >= end)
             recorded_s, steal_after = time.perf_counter() - started, stolen_s()
+            cpu = (time.process_time() - cpu_before) / recorded_s * 100
     except BaseException:
         if writer is not None:
             writer.discard()
@@ -141,10 +143,12 @@ def run(connected, seconds: float, directory: Path | None, compress: bool,
     finally:
         loop.close()
     steal = None if steal_before is None or steal_after is None else (steal_after - steal_before) * 1e3
-    result = {"summary": loop.summary(), "steal_ms": steal}
+    result = {"summary": loop.summary(), "steal_ms": steal, "cpu": cpu}
     if view is not None:
         result["display"] = (f"{view.shown} of {view.steps} steps shown, {view.dropped} dropped, {view.frames} "
-                             f"camera frames, {display.stat().st_size / 1e6:.1f} MB .rrd" +
+                             f"camera frames, {display.stat().st_size / 1e6:.1f} MB .rrd; control thread "
+                             f"{view.copy_s / max(view.steps, 1) * 1e6:.0f} us per step, display thread "
+                             f"{view.thread_cpu_s / recorded_s * 100:.0f}% of a core" +
                              (f"; stopped: {view.error}" if view.error else ""))
         display.unlink()
     if writer is not None:
@@ -182,7 +186,8 @@ def main() -> None:
         else:
             print(f"not pinned: the loop, the writer and the bus emulator share CPUs {sorted(os.sched_getaffinity(0))}")
         print(f"{'run':<14} {'steps':>6} {'dropped':>7} {'queue max':>9} {'MB':>7} {'MB/s':>6} "
-              f"{'err p50':>8} {'err p99':>8} {'err max':>8} {'overruns':>8} {'close s':>8} {'steal ms':>8}")
+              f"{'err p50':>8} {'err p99':>8} {'err max':>8} {'overruns':>8} {'close s':>8} {'steal ms':>8} "
+              f"{'cpu %':>6}")
         runs = (("no recording", None, False, False), ("+ display", None, False, True),
                 ("raw", Path(tmp), False, False), ("JPEG q50", Path(tmp), True, False),
                 ("JPEG+display", Path(tmp), True, True))
@@ -199,7 +204,7 @@ def main() -> None:
             close = f"{r['close_s']:>8.3f}" if directory else f"{'-':>8}"
             steal = f"{r['steal_ms']:>8.0f}" if r["steal_ms"] is not None else f"{'-':>8}"
             print(f"{name:<14} {rec} {s.error_p50_ms:>8.3f} {s.error_p99_ms:>8.3f} {s.error_max_ms:>8.3f} "
-                  f"{s.overruns:>8} {close} {steal}", flush=True)
+                  f"{s.overruns:>8} {close} {steal} {r['cpu']:>6.0f}", flush=True)
             if "display" in r:
                 print(f"{'':<14} display: {r['display']}", flush=True)
 

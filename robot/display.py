@@ -296,6 +296,8 @@ class LiveView:
         self.frames = 0  # camera frames sent
         self.camera_errors = 0  # cameras that had no frame when asked (stale, closed)
         self.error = ""  # why the display stopped showing, if it did
+        self.copy_s = 0.0  # control-thread time spent in the observer, all steps together
+        self.thread_cpu_s = 0.0  # CPU time of the display thread, once closed
         self._rows = row_entities(row_names, self.groups)
         self._control, self._shown_control = control, None
         self._queue: deque[_Copy] = deque()
@@ -316,6 +318,7 @@ class LiveView:
 
     # -- the control thread: copy and return ------------------------------------------------------------------------
     def __call__(self, step: Step) -> None:
+        started = time.perf_counter()
         self._seq += 1
         notes = None
         if self._pending is not None and self._pending[0] == step.index:
@@ -326,6 +329,7 @@ class LiveView:
                         {n: c.copy() for n, c in step.commands.items()},
                         (step.stats.last_period() - step.stats.period_s) * 1e3, step.stats.overruns, notes))
         self.steps += 1
+        self.copy_s += time.perf_counter() - started
 
     def note(self, step_index: int, *, control: str | None = None, **rows: np.ndarray | None) -> None:
         """Facts of a step beyond the loop's (deploy: who drives, the policy's action, the ensembled action).
@@ -370,6 +374,7 @@ class LiveView:
             if stopping:
                 with self._lock:
                     if not self._queue:
+                        self.thread_cpu_s = time.thread_time()
                         return
 
     def _show(self, copies: list[_Copy]) -> None:
