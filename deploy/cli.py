@@ -21,7 +21,7 @@ from deploy.hardware import HardwareRun, run_hardware
 from deploy.inference import ChunkPredictor, inference_threads
 from deploy.progress import Progress
 from deploy.render import render_settings
-from deploy.rollout import MODES, DeployOptions
+from deploy.rollout import MODES, DeployOptions, policy_view
 from policies.checkpoint import Checkpoint, load_checkpoint
 from recording.dataset import Dataset, DatasetError, DatasetInfo
 from recording.session import RecordOptions, dataset_info, open_dataset, warn_if_low_space
@@ -29,6 +29,7 @@ from robot.commands import (
     EXIT_OK,
     Motion,
     UsageError,
+    add_display_argument,
     add_keys_argument,
     add_motion_arguments,
     add_rig_argument,
@@ -78,6 +79,7 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="feed the checkpoint's camera POLICY from the rig's camera RIG where their names differ, "
                         "e.g. top=cam_high for a policy trained on ACT's or gym-aloha's simulated images")
     add_motion_arguments(parser)
+    add_display_argument(parser)
     sim = parser.add_argument_group("simulated rig (--rig sim)")
     sim.add_argument("--task", choices=TASK_NAMES, help="task (unset: the one the checkpoint's dataset recorded)")
     sim.add_argument("--seed", type=int, default=1000, help="seed of the first episode; the next ones count up "
@@ -150,9 +152,11 @@ def run_sim(prog: str, args: argparse.Namespace, rig: Rig, checkpoint: Checkpoin
     def episode_done(outcome: EpisodeOutcome) -> None:
         say(f"episode {len(report.episodes)}/{episodes} {outcome.line(stages)} ({outcome.wall_s:.1f} s)")
 
-    world = SimWorldProcess(rig, task, image_size=render.image_size, cameras=list(render.cameras), operator="off")
+    world = SimWorldProcess(rig, task, image_size=render.image_size,  # every camera where they are shown
+                            cameras=True if args.display else list(render.cameras), operator="off")
     try:
-        with world as live, connect(live, say=say if verbose else (lambda s: None), **world.bus_options) as connected:
+        with world as live, connect(live, say=say if verbose else (lambda s: None), **world.bus_options) as connected, \
+                policy_view(args.display, connected, world.cameras, prog=prog, near=args.dataset, say=say) as view:
             collect = None
             if args.dataset:
                 sizes = {name: world.image_size for name in world.cameras}
@@ -170,7 +174,8 @@ def run_sim(prog: str, args: argparse.Namespace, rig: Rig, checkpoint: Checkpoin
                 + (", the expert labels every step" if args.expert_labels else ""))
             evaluate(world, connected, predictor, task, range(args.seed, args.seed + episodes), steps,
                      deploy_options(args), gate=args.gate, collect=collect, videos=args.videos,
-                     checkpoint=str(checkpoint.path), on_episode=episode_done, report=report, progress=progress)
+                     checkpoint=str(checkpoint.path), on_episode=episode_done, report=report, progress=progress,
+                     view=view)
     except KeyboardInterrupt:
         progress.clear()
         finish_report(prog, args, report)  # the episodes that finished are results too
@@ -200,7 +205,8 @@ def run_arms(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint) -> int:
         raise UsageError("--expert-labels needs the simulated rig's scripted expert (--rig sim)")
     run = HardwareRun(episodes=args.episodes, seconds=args.seconds, dataset=args.dataset,
                       keep_rollouts=args.keep_rollouts, compress=not args.raw, keys=args.keys, pedal=args.pedal,
-                      device=args.device, task_description=args.task_description, camera_map=args.camera_map)
+                      device=args.device, task_description=args.task_description, camera_map=args.camera_map,
+                      display=args.display)
     run_hardware(rig, checkpoint, deploy_options(args), run, say=say)
     return EXIT_OK
 
