@@ -1,7 +1,10 @@
 """tandem and LeRobot on each other's datasets, checked by LeRobot's own code (not run in CI).
 
 1. Records 5 episodes on the simulated rig (scripted operator, four cameras at
-   48x64) and writes them with tandem-export (AV1, LeRobot v3.0).
+   48x64), trains a tiny ACT on them for a few steps and runs it once with the
+   scripted operator's `drift` gate, which saves the rollout (with its
+   intervention flags) and the operator's correction into the dataset; then
+   writes it all with tandem-export (AV1, LeRobot v3.0).
 2. LeRobot's LeRobotDataset (video_backend="pyav") loads the export: episode
    boundaries, tasks, kinds and intervention flags are compared, and every
    frame's state, action and camera pictures against the tandem episodes: max
@@ -19,6 +22,7 @@ lerobot==0.4.4; minutes) and runs itself there with --lerobot-side for the
 LeRobot steps. Prints what it checked and the figures.
 
     python3 bench/interop.py [--venv /work/lerobot-venv] [--work DIR] [--episodes 5] [--seconds 4] [--steps 5]
+                             [--image-size 48x64]
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def lerobot_check(export: Path, reference: Path) -> dict:
                "boundaries": list(meta["dataset_from_index"]) == starts and list(meta["length"]) == lengths,
                "episode tasks": [list(t) for t in meta["tasks"]] == [[t] for t in tasks]}
     worst = {"state": 0.0, "action": 0.0, "frame mean": 0.0, "frame pixel": 0.0}
-    frame_errors = []
+    frame_errors, flagged, kinds_seen = [], 0, {}
     flags_ok = kinds_ok = tasks_ok = True
     started = time.perf_counter()
     for index in range(len(dataset)):
@@ -66,6 +70,8 @@ def lerobot_check(export: Path, reference: Path) -> dict:
         for name, key, ours in (("state", "observation.state", "qpos"), ("action", "action", "action")):
             worst[name] = max(worst[name], float(np.abs(item[key].numpy() - ref[f"{e}/{ours}"][i]).max()))
         flags_ok &= bool(item["intervention"]) == bool(ref[f"{e}/intervention"][i])
+        flagged += bool(item["intervention"])
+        kinds_seen.setdefault(item["episode_kind"], set()).add(e)
         kinds_ok &= item["episode_kind"] == kinds[e]
         tasks_ok &= item["task"] == tasks[e]
         for cam in cameras:
@@ -76,7 +82,7 @@ def lerobot_check(export: Path, reference: Path) -> dict:
             worst["frame pixel"] = max(worst["frame pixel"], float(error.max()))
     checked.update({"intervention flags": flags_ok, "episode kinds": kinds_ok, "frame tasks": tasks_ok})
     return {"checked": checked, "worst": worst, "frame error": float(np.mean(frame_errors)), "items": len(dataset),
-            "cameras": cameras,
+            "cameras": cameras, "flagged": flagged, "kinds": {k: len(v) for k, v in kinds_seen.items()},
             "seconds": time.perf_counter() - started}
 
 
@@ -221,6 +227,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each simulated episode")
     parser.add_argument("--steps", type=int, default=5, help="training steps for each side")
+    parser.add_argument("--image-size", default="48x64", metavar="HxW", help="rendered camera size")
     args = parser.parse_args()
     python = ensure_venv(args.venv)
     work = args.work or Path(tempfile.mkdtemp(prefix="interop-"))
@@ -232,9 +239,20 @@ def main() -> None:
 
     started = time.perf_counter()
     tandem("-m", "recording.cli", "--rig", "sim", "--task", "transfer_cube", "--episodes", str(args.episodes),
-           "--seconds", str(args.seconds), "--image-size", "48x64", "--dataset", str(source))
-    print(f"recorded {args.episodes} simulated episodes of {args.seconds:g} s into {source} "
+           "--seconds", str(args.seconds), "--image-size", args.image_size, "--dataset", str(source))
+    print(f"recorded {args.episodes} simulated episodes of {args.seconds:g} s at {args.image_size} into {source} "
           f"({time.perf_counter() - started:.0f} s)")
+    started = time.perf_counter()
+    tandem("-m", "policies.cli", "--dataset", str(source), "--out", str(work / "tandem_demo_act"), "--preset", "tiny",
+           "--steps", str(args.steps), "--workers", "0", "--no-progress", "--val-fraction", "0", "--device", "cpu")
+    tandem("-m", "deploy.cli", "--rig", "sim", "--checkpoint", str(work / "tandem_demo_act" / "last"), "--dataset",
+           str(source), "--keep-rollouts", "--gate", "drift", "--episodes", "1", "--episode-steps",
+           str(round(args.seconds * 50)), "--image-size", args.image_size, "--device", "cpu")
+    from recording.dataset import Dataset
+
+    kinds = [e.kind for e in Dataset.open(source).episodes()]
+    print(f"a tiny ACT ({args.steps} steps) run once, gated: {kinds.count('rollout')} rollout and "
+          f"{kinds.count('correction')} correction episode(s) added ({time.perf_counter() - started:.0f} s)")
 
     from recording.lerobot_export import export_dataset
 
@@ -247,6 +265,8 @@ def main() -> None:
     show(f"LeRobot's LeRobotDataset on the export ({check['items']} items, each with its "
          f"{len(check['cameras'])} camera frames, {check['seconds']:.0f} s):", check["checked"], check["worst"])
     print(f"  frames' mean absolute error, averaged over all frames: {check['frame error']:.3f} grey levels of 255")
+    print(f"  as LeRobot reads them: {', '.join(f'{n} {k}' for k, n in check['kinds'].items())} episode(s), "
+          f"{check['flagged']} steps with intervention true")
 
     trained = run_lerobot(python, "train", export, work / "lerobot_act", args.steps)
     losses = trained["losses"]
