@@ -45,7 +45,7 @@ class ExportSummary:
 
 def episode_task(dataset: Dataset, episode: EpisodeInfo) -> str:
     """An episode's task text: its own description where it has one, else the dataset's task, else its kind."""
-    return getattr(episode, "task_description", "") or dataset.info.task or episode.kind
+    return episode.task_description or dataset.info.task or episode.kind
 
 
 def whole_fps(fps: float, where: str) -> int:

@@ -428,9 +428,7 @@ def _import_episode(folder: LeRobotFolder, episode: LeRobotEpisode, dataset: Dat
                                        action=values[fmt.ACTION][i], images=images, image_t=image_t,
                                        intervention=bool(intervention[i])))
         summary = writer.close({"stop_reason": "imported", "success": -1, "seed": -1, "achieved_fps": 0.0})
-    entry = EpisodeInfo(index, kind, summary.steps, bytes=summary.bytes)
-    if hasattr(entry, "task_description"):
-        entry.task_description = task
+    entry = EpisodeInfo(index, kind, summary.steps, bytes=summary.bytes, task_description=task)
     dataset.add(entry)
     return entry
 

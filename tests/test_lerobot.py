@@ -29,6 +29,7 @@ H, W = 48, 64
 CAMS = ("cam_high", "cam_left_wrist")
 NAMES = joint_layout(14)
 EPISODES = (("demo", 12), ("rollout", 15), ("correction", 9))  # as the bimanual fixture
+TASKS = ("transfer the cube", "transfer the cube", "insert the peg")  # its episodes' tasks
 CODEC_LEVELS = 3.0  # AV1 at crf 30 on these smooth 48x64 pictures: a frame's mean within this many grey levels
 
 
@@ -58,7 +59,8 @@ def tandem_dataset(root: Path, episodes=EPISODES, compress: bool = True) -> Path
     with Dataset.create_or_open(root, info, say=lambda _: None) as dataset:
         for e, (kind, length) in enumerate(episodes):
             index = dataset.next_index()
-            attrs = {"kind": kind, "fps": 50.0, "rig": "sim", "task": "transfer_cube", "state_names": list(NAMES)}
+            attrs = {"kind": kind, "fps": 50.0, "rig": "sim", "task": "transfer_cube", "state_names": list(NAMES),
+                     "task_description": TASKS[e]}
             with EpisodeWriter(dataset.path(index), dict.fromkeys(CAMS, (H, W)), compress=compress,
                                attrs=attrs) as writer:
                 for i in range(length):
@@ -68,7 +70,7 @@ def tandem_dataset(root: Path, episodes=EPISODES, compress: bool = True) -> Path
                         images={c: picture(e, i, k) for k, c in enumerate(CAMS)}, image_t=dict.fromkeys(CAMS, i / 50),
                         intervention=intervened(kind, i)))
                 summary = writer.close()
-            dataset.add(EpisodeInfo(index, kind, summary.steps, bytes=summary.bytes))
+            dataset.add(EpisodeInfo(index, kind, summary.steps, bytes=summary.bytes, task_description=TASKS[e]))
     return root
 
 
@@ -109,9 +111,9 @@ def test_export_has_the_layout_lerobot_writes(exported):
     ours, theirs = (json.loads((root / "meta/info.json").read_text()) for root in (out, fixture))
     assert set(ours) == set(theirs)
     for key in theirs:
-        if key not in ("robot_type", "total_tasks"):  # the fixture has two tasks, this dataset one
+        if key != "robot_type":
             assert ours[key] == theirs[key], key
-    assert (ours["robot_type"], ours["total_tasks"]) == ("sim", 1)
+    assert ours["robot_type"] == "sim"
     assert list(ours["features"]) == list(theirs["features"])  # the order LeRobot keeps them in
     for name in ("data/chunk-000/file-000.parquet", "meta/episodes/chunk-000/file-000.parquet"):
         assert schema(out / name) == schema(fixture / name), name
@@ -132,8 +134,13 @@ def test_export_has_the_layout_lerobot_writes(exported):
     for cam in CAMS:
         video = f"videos/observation.images.{cam}/chunk-000/file-000.mp4"
         assert video_format(out / video) == video_format(fixture / video)
-    ours_tasks = pq.read_table(out / "meta/tasks.parquet").to_pylist()
-    assert ours_tasks == [{"task_index": 0, "__index_level_0__": "transfer_cube"}]
+    tasks, their_tasks = (pq.read_table(root / "meta/tasks.parquet").to_pylist() for root in (out, fixture))
+    assert tasks == their_tasks == [{"task_index": 0, "__index_level_0__": "transfer the cube"},
+                                    {"task_index": 1, "__index_level_0__": "insert the peg"}]
+    episodes, their_episodes = (pq.read_table(root / "meta/episodes/chunk-000/file-000.parquet",
+                                              columns=["episode_index", "tasks", "length"]).to_pylist()
+                                for root in (out, fixture))
+    assert episodes == their_episodes
 
 
 def test_export_holds_the_episodes_exactly(exported):
@@ -155,6 +162,8 @@ def test_export_holds_the_episodes_exactly(exported):
                 assert np.array_equal(np.array(data[key][here], np.float32), reader.array(name)), (e, key)
             assert data["intervention"][here] == reader.array("/intervention").tolist()
         assert set(data["episode_kind"][here]) == {entry.kind}
+        assert meta["tasks"] == [TASKS[e]]
+        assert set(data["task_index"][here]) == {list(dict.fromkeys(TASKS)).index(TASKS[e])}
         assert data["frame_index"][here] == list(range(length))
         assert np.allclose(data["timestamp"][here], np.arange(length) / 50)  # LeRobot's: frame_index / fps
         assert data["index"][here] == list(range(start, start + length))
@@ -210,7 +219,8 @@ def test_a_dataset_lerobot_wrote_imports(tmp_path):
                               ("action", "/action")):
                 assert np.array_equal(reader.array(name), np.array(columns[key][here], np.float32)), key
             assert reader.array("/intervention").tolist() == columns["intervention"][here]
-            assert reader.attrs["kind"] == spec["kind"] and reader.attrs["task"] == spec["task"]
+            assert reader.attrs["kind"] == spec["kind"] and reader.task_description == spec["task"]
+            assert entry.task_description == spec["task"]
             assert list(reader.attrs["state_names"]) == list(NAMES)
             assert np.allclose(reader.array("/timestamps/control"), np.arange(entry.length) / 50)
             for cam in CAMS:
@@ -320,8 +330,9 @@ def test_tandem_to_lerobot_to_tandem_keeps_everything(exported, tmp_path):
     source, out = exported
     import_dataset(out, tmp_path / "back", load_rig("sim"), compress=False, say=lambda _: None)
     original, back = Dataset.open(source), Dataset.open(tmp_path / "back")
-    assert [(e.kind, e.length) for e in back.episodes()] == [(e.kind, e.length) for e in original.episodes()]
-    assert back.info.task == "transfer_cube" and back.info.cameras == list(CAMS)
+    assert [(e.kind, e.length, e.task_description) for e in back.episodes()] == \
+        [(e.kind, e.length, e.task_description) for e in original.episodes()]
+    assert back.info.cameras == list(CAMS)
     for k, (a, b) in enumerate(zip(original.episodes(), back.episodes(), strict=True)):
         with EpisodeReader(original.path(a.index)) as before, EpisodeReader(back.path(b.index)) as after:
             for name in ("/observations/qpos", "/observations/qvel", "/observations/effort", "/action",
