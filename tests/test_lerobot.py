@@ -379,3 +379,27 @@ def test_tandem_commands_refuse_a_lerobot_folder_with_the_import_command(tmp_pat
         assert err.endswith(expected) and err.count("\n") == 1, err
     with pytest.raises(DatasetError, match="LeRobot v3.0 dataset"):
         Dataset.create_or_open(edited_copy(tmp_path, "aloha_sim", lambda info: None), DatasetInfo())
+
+
+def test_episodes_split_over_several_files_come_back_whole(tmp_path, monkeypatch):
+    import recording.lerobot_format as fmt
+
+    monkeypatch.setattr(fmt, "DATA_FILE_MB", 0.001)  # ~1 kB: every episode starts a new data file
+    monkeypatch.setattr(fmt, "VIDEO_FILE_MB", 0.001)  # and, once the encoder has put out its first packets, video
+    source = tandem_dataset(tmp_path / "tandem", episodes=(("demo", 40), ("rollout", 40), ("correction", 40)))
+    out = export_dataset(source, tmp_path / "lerobot", say=lambda _: None).out
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert [e["data/file_index"] for e in episodes] == [0, 1, 2]
+    key = "videos/observation.images.cam_high"
+    assert episodes[-1][f"{key}/file_index"] > 0
+    for before, e in zip(episodes, episodes[1:], strict=False):  # a new file starts at 0, else where the last ended
+        start = 0.0 if e[f"{key}/file_index"] != before[f"{key}/file_index"] else before[f"{key}/to_timestamp"]
+        assert e[f"{key}/from_timestamp"] == pytest.approx(start)
+    assert len(list(out.glob("data/chunk-000/*.parquet"))) == 3
+    import_dataset(out, tmp_path / "back", load_rig("sim"), compress=False, say=lambda _: None)
+    original, back = Dataset.open(source), Dataset.open(tmp_path / "back")
+    for k, (a, b) in enumerate(zip(original.episodes(), back.episodes(), strict=True)):
+        with EpisodeReader(original.path(a.index)) as before, EpisodeReader(back.path(b.index)) as after:
+            assert np.array_equal(before.qpos, after.qpos) and np.array_equal(before.action, after.action)
+            for i in (0, 39):
+                assert abs(after.image("cam_high", i).mean() - picture(k, i, 0).mean()) < CODEC_LEVELS
