@@ -32,6 +32,7 @@ from robot.commands import (
     add_display_argument,
     add_keys_argument,
     add_motion_arguments,
+    add_render_argument,
     add_rig_argument,
     add_task_description_argument,
     add_verbose_argument,
@@ -94,6 +95,8 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--image-size", type=image_size, metavar="HxW", help="rendered camera size (unset: the "
                      "size of the dataset corrections join, else of the checkpoint's training dataset, else the "
                      "policy's input size)")
+    add_render_argument(sim, default=None, unset=" (unset: the style of the dataset corrections join, else of the "
+                        "policy's training images, else fast)")
     sim.add_argument("--episode-steps", type=positive_int, metavar="N",
                      help="control steps per episode (unset: the task's, 400 = 8 s)")
     sim.add_argument("--videos", type=Path, metavar="DIR", help="write an MP4 of the cameras per episode")
@@ -139,10 +142,13 @@ def run_sim(prog: str, args: argparse.Namespace, rig: Rig, checkpoint: Checkpoin
     fed = list(camera_sources(checkpoint.config.camera_names, args.camera_map).values())
     render = render_settings(fed, checkpoint.config.image_size,
                              [c.name for c in rig.cameras], requested=args.image_size, existing=existing,
-                             collecting=bool(args.dataset), trained_on=trained_on, dataset=str(args.dataset))
+                             collecting=bool(args.dataset), trained_on=trained_on, dataset=str(args.dataset),
+                             requested_render=args.render, policy_render=checkpoint.meta.extra.get("render", ""))
+    if render.warning:
+        say(f"warning: {render.warning}")
     if args.dataset:
         check_dataset(args.dataset, existing, rig, dict.fromkeys(render.cameras, render.image_size), not args.raw,
-                      task)
+                      task, render.render)
     steps = args.episode_steps or EPISODE_STEPS[task]
     episodes, stages = args.episodes, REWARD_STAGES[task]
     report = EvalReport(task, str(checkpoint.path), args.mode, args.gate, expert_labels=args.expert_labels,
@@ -153,14 +159,16 @@ def run_sim(prog: str, args: argparse.Namespace, rig: Rig, checkpoint: Checkpoin
         say(f"episode {len(report.episodes)}/{episodes} {outcome.line(stages)} ({outcome.wall_s:.1f} s)")
 
     world = SimWorldProcess(rig, task, image_size=render.image_size,  # every camera where they are shown
-                            cameras=True if args.display else list(render.cameras), operator="off")
+                            cameras=True if args.display else list(render.cameras), operator="off",
+                            render=render.render)
     try:
         with world as live, connect(live, say=say if verbose else (lambda s: None), **world.bus_options) as connected, \
                 policy_view(args.display, connected, world.cameras, prog=prog, near=args.dataset, say=say) as view:
             collect = None
             if args.dataset:
                 sizes = {name: world.image_size for name in world.cameras}
-                dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, not args.raw, task))
+                dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, not args.raw, task,
+                                                                  render.render))
                 warn_if_low_space(dataset, steps, episodes)
                 collect = Collect(dataset, RecordOptions(compress=not args.raw), keep_rollouts=args.keep_rollouts,
                                   expert_labels=args.expert_labels,
@@ -170,7 +178,8 @@ def run_sim(prog: str, args: argparse.Namespace, rig: Rig, checkpoint: Checkpoin
             say(f"{task}: {episodes} episode(s) of {steps} steps from seed {args.seed}, policy {checkpoint.path} "
                 f"({checkpoint.config.policy}, chunk {checkpoint.config.chunk_size}, cameras "
                 f"{', '.join(fed_by(predictor.camera_sources)) or 'none'}), mode {args.mode}, cameras rendered at "
-                f"{h}x{w} ({render.size_from})" + (f", gate {args.gate}" if args.gate else "")
+                f"{h}x{w} ({render.size_from}), render {render.render} ({render.render_from})"
+                + (f", gate {args.gate}" if args.gate else "")
                 + (", the expert labels every step" if args.expert_labels else ""))
             evaluate(world, connected, predictor, task, range(args.seed, args.seed + episodes), steps,
                      deploy_options(args), gate=args.gate, collect=collect, videos=args.videos,
