@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -50,6 +51,7 @@ from robot.loop import Step
 log = logging.getLogger(__name__)
 
 APP_ID = "tandem"
+VIEWER_PORT = 9876  # Rerun's default: a viewer already running there is reused
 SERIES = ("leader", "follower", "command")
 PERSON, POLICY = "person", "policy"  # who drives
 
@@ -69,6 +71,12 @@ class Sink:
                     "with this one's address); the server stops when this command ends")
         why = f" ({self.why})" if self.why else ""
         return f"{what}: saving to {self.where}{why}; open it with `rerun {self.where}`"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def has_display() -> bool:
@@ -97,9 +105,13 @@ def open_recording(target: str, *, name: str, fallback: Path) -> tuple[Any, Sink
         why = ("no display here" if not has_display() else
                "no `rerun` viewer on the PATH" if shutil.which("rerun") is None else "")
         if not why:
-            try:
-                recording.spawn(connect=True)
-                return recording, Sink("viewer")
+            try:  # the viewer is started, then connected to only if it listens: with a display that cannot be
+                # reached it exits at once, and a stream sent to it would be lost
+                recording.spawn(port=VIEWER_PORT, connect=False)
+                if _listening(VIEWER_PORT):
+                    recording.connect_grpc(f"rerun+http://127.0.0.1:{VIEWER_PORT}/proxy")
+                    return recording, Sink("viewer")
+                why = "the viewer did not start: its message is above"
             except Exception as exc:  # the viewer's own start-up errors vary; a file still shows the run
                 why = f"the viewer did not start: {exc}"
     path.parent.mkdir(parents=True, exist_ok=True)

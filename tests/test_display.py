@@ -149,6 +149,16 @@ def test_without_a_display_the_flag_alone_saves_a_file_and_says_why(tmp_path, mo
     assert 0.5 in [v[0] for v in read_rrd(tmp_path / "here.rrd")[0]["loop/period_error_ms"].values()]
 
 
+def test_a_display_the_viewer_cannot_open_falls_back_to_a_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISPLAY", "nowhere.invalid:0")  # set, but no X server answers there
+    recording, sink = open_recording(DISPLAY_AUTO, name="test", fallback=tmp_path / "here.rrd")
+    recording.log("loop/period_error_ms", rr.Scalars(0.5))
+    recording.flush()
+    recording.disconnect()
+    assert (sink.kind, sink.why) == ("file", "the viewer did not start: its message is above")
+    assert read_rrd(tmp_path / "here.rrd")[0]["loop/period_error_ms"]
+
+
 @pytest.mark.parametrize("value, message", [("out.txt", "is neither a .rrd file nor serve"),
                                             ("/nowhere/out.rrd", "no such folder /nowhere")])
 def test_a_bad_display_value_is_a_usage_error_naming_it(value, message, capsys):
