@@ -191,9 +191,6 @@ class ScalarTable:
     def put(self, entity: str, values: Sequence[float]) -> None:
         self.cells.setdefault(entity, {})[len(self.steps) - 1] = values
 
-    def __len__(self) -> int:
-        return len(self.steps)
-
     def batch(self) -> Any:
         import pyarrow as pa
         import rerun as rr
@@ -320,7 +317,7 @@ class LiveView:
         self._named: set[str] = set()  # entities whose series names were sent
         self._group_series: dict[str, list[str]] = {}
         self._frame_index: dict[str, int] = {}
-        self._last_seq, self._last_wall = -1, 0.0
+        self._last_seq = -1
         self._closed = False
         self._stop = threading.Event()
         recording.send_blueprint(blueprint([(g.name, g.joints) for g in self.groups], list(self.cameras),
@@ -400,16 +397,16 @@ class LiveView:
                 self.shown += 1
             notes = copy.notes or {}
             self._control = notes.get("control", self._control)
+            self._name("control/person", ["a person drives"])
             table.put("control/person", [float(self._control == PERSON)])
             for name, row in notes.items():
                 if isinstance(row, np.ndarray):
-                    self._put_row(table, f"deploy/{name}", row)
+                    self._put_row(table, name, row)
             if self._control != self._shown_control:
                 self._set_time(copy.seq, copy.wall)
                 self.recording.log("control", _text(self._control))
                 self._shown_control = self._control
-            self._last_seq, self._last_wall = copy.seq, copy.wall
-        self._name_new_series(table)
+            self._last_seq = copy.seq
         table.send(self.recording)
 
     def _put_joints(self, table: ScalarTable, copy: _Copy) -> None:
@@ -423,29 +420,25 @@ class LiveView:
                 continue  # an arm this step did not report: a gap in its plots
             values = [self._units(g, series[n]) for n in names]
             for j, joint in enumerate(g.joints):
+                self._name(f"joints/{g.name}/{joint}", names)
                 table.put(f"joints/{g.name}/{joint}", [v[j] for v in values])
 
     @staticmethod
     def _units(group: JointGroup, radians: np.ndarray) -> np.ndarray:
         return group.units(radians) if group.units is not None else radians
 
-    def _put_row(self, table: ScalarTable, prefix: str, row: np.ndarray) -> None:
+    def _put_row(self, table: ScalarTable, name: str, row: np.ndarray) -> None:
         for where, value in zip(self._rows, row, strict=False):
             if where is not None:
-                table.put(f"{prefix}/{where[0]}/{where[1]}", [float(value)])
+                entity = f"deploy/{name}/{where[0]}/{where[1]}"
+                self._name(entity, [name])
+                table.put(entity, [float(value)])
 
-    def _name_new_series(self, table: ScalarTable) -> None:
-        for entity in table.cells:
-            if entity in self._named:
-                continue
+    def _name(self, entity: str, names: Sequence[str]) -> None:
+        """The names of an entity's series, sent once (static), before its first values."""
+        if entity not in self._named:
             self._named.add(entity)
-            side_joint = entity.split("/")
-            if entity.startswith("joints/") and len(side_joint) == 3:
-                series_names(self.recording, entity, self._group_series[side_joint[1]])
-            elif entity.startswith("deploy/"):
-                series_names(self.recording, entity, [side_joint[1]])
-            elif entity == "control/person":
-                series_names(self.recording, entity, ["a person drives"])
+            series_names(self.recording, entity, names)
 
     def _show_frames(self) -> None:
         if self._last_seq < 0:
@@ -488,6 +481,8 @@ class LiveView:
         why = "after it stopped" if self.error else "the display fell behind; the loop never waited"
         dropped = f", {self.dropped} update(s) dropped ({why})" if self.dropped else ", none dropped"
         frames = f", {self.frames} camera frame(s)" if self.cameras else ""
+        if self.camera_errors:
+            frames += f" ({self.camera_errors} time(s) a camera had no fresh frame)"
         where = f"; saved to {self.sink.where} (`rerun {self.sink.where}`)" if self.sink and \
             self.sink.kind == "file" else ""
         stopped = f"; it stopped showing: {self.error}" if self.error else ""
