@@ -47,6 +47,7 @@ import numpy as np
 from robot.cameras import Camera
 from robot.commands import DISPLAY_AUTO, DISPLAY_SERVE
 from robot.loop import Step
+from robot.rig import SIDES
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def joint_groups(connected: Any) -> list[JointGroup]:
     sides = [a.side for a in followers]
     pairs = {follower: (leader, joint_map) for leader, follower, joint_map in connected.joint_maps()}
     groups = []
-    for arm in sorted(followers, key=lambda a: (a.side != "left", a.side, a.name)):  # left first, as in qpos rows
+    for arm in sorted(followers, key=lambda a: (SIDES.index(a.side), a.name)):  # left first, as in qpos rows
         leader, joint_map = pairs.get(arm.name, (None, None))
         groups.append(JointGroup(arm.side if sides.count(arm.side) == 1 else arm.name, arm.name,
                                  tuple(connected.arms[arm.name].joint_names), leader, joint_map,
