@@ -14,15 +14,9 @@ from pathlib import Path
 
 from policies.checkpoint import Checkpoint, CheckpointError, CheckpointMismatchError
 from recording.dataset import Dataset, DatasetError, DatasetInfo
-from recording.layout import SIDES
+from recording.layout import rig_state_names
 from robot.commands import UsageError
 from robot.rig import Rig
-
-
-def rig_state_names(rig: Rig) -> tuple[str, ...]:
-    """The rig's qpos/action names as StateLayout orders them once connected: left follower, then right."""
-    followers = sorted(rig.followers, key=lambda a: SIDES.index(a.side) if a.side in SIDES else len(SIDES))
-    return tuple(f"{a.side}_{joint}" for a in followers for joint in a.spec.joint_names)
 
 
 def camera_sources(policy_cameras: Sequence[str], camera_map: Mapping[str, str] | None = None) -> dict[str, str]:
