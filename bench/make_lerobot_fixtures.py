@@ -10,7 +10,7 @@ an older torch). bench/interop.py builds one at /work/lerobot-venv:
 
 Every folder goes through LeRobotDataset.create, add_frame, save_episode and
 finalize (AV1 videos through PyAV, as LeRobot records), then is loaded back
-with LeRobotDataset to be sure it is valid. Three datasets:
+with LeRobotDataset to be sure it is valid. Four datasets:
 
   bimanual      3 episodes (12, 15, 9 frames): tandem's features as LeRobot writes them: state, velocity,
                 effort, action (14, ALOHA's names), cameras cam_high and cam_left_wrist at 48x64, the
@@ -19,6 +19,8 @@ with LeRobotDataset to be sure it is valid. Three datasets:
                 of 14 with names {"motors": [...]}, one camera `top`, one task
   single_arm    1 episode of 6 frames of a 6-joint arm (state and action 6), no camera: what a 14-joint rig
                 must refuse
+  aloha_images  1 episode of 6 frames as aloha_sim, its camera `top` stored as PNG images in the parquet rows
+                (dtype "image", LeRobot's use_videos=False) instead of a video
 
 Values are exact functions of (episode, frame) and each camera's frame is a smooth picture whose mean level
 encodes the frame, so a reader can check states exactly and frames within the codec's error; expected.json in
@@ -62,10 +64,11 @@ def row(episode: int, frame: int, dim: int, offset: float) -> np.ndarray:
 
 
 def write(root: Path, repo_id: str, features: dict, episodes: list[dict], robot_type: str) -> None:
-    cameras = [k for k, f in features.items() if f["dtype"] == "video"]
+    cameras = [k for k, f in features.items() if f["dtype"] in ("video", "image")]
     dim = features["observation.state"]["shape"][0]
+    videos = any(f["dtype"] == "video" for f in features.values())
     dataset = LeRobotDataset.create(repo_id, fps=FPS, features=features, root=root, robot_type=robot_type,
-                                    use_videos=bool(cameras))
+                                    use_videos=videos)
     expected = []
     for e, spec in enumerate(episodes):
         means = {k: [] for k in cameras}
@@ -96,13 +99,14 @@ def vector(names: object, dim: int) -> dict:
     return {"dtype": "float32", "shape": (dim,), "names": names}
 
 
-def video() -> dict:
-    return {"dtype": "video", "shape": (H, W, 3), "names": ["height", "width", "channels"]}
+def video(dtype: str = "video") -> dict:
+    return {"dtype": dtype, "shape": (H, W, 3), "names": ["height", "width", "channels"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=HERE.parent / "tests" / "fixtures" / "lerobot_v3")
+    parser.add_argument("--only", nargs="*", metavar="NAME", help="regenerate only these (default: all)")
     args = parser.parse_args()
     datasets = {
         "bimanual": ("tandem/bimanual", "aloha", {
@@ -123,9 +127,15 @@ def main() -> None:
             "observation.state": vector([f"{j}.pos" for j in JOINTS[:6]], 6),
             "action": vector([f"{j}.pos" for j in JOINTS[:6]], 6),
         }, [{"length": 6, "task": "wave", "kind": "demo"}]),
+        "aloha_images": ("lerobot/aloha_images_fixture", "aloha", {
+            "observation.state": vector({"motors": ALOHA_NAMES}, 14), "action": vector({"motors": ALOHA_NAMES}, 14),
+            "observation.images.top": video("image"),
+        }, [{"length": 6, "task": "Transfer the cube.", "kind": "demo"}]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     for name, (repo_id, robot_type, features, episodes) in datasets.items():
+        if args.only and name not in args.only:
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / name
             write(root, repo_id, features, episodes, robot_type)

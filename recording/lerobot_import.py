@@ -86,12 +86,14 @@ class LeRobotFolder:
                 raise fmt.LeRobotFormatError(f"{info_path}: feature {key} has no dtype and shape list")
         self.data_path = self._field("data_path", str)
         self.video_path = self.info.get("video_path")
-        self.robot_type = str(self.info.get("robot_type") or "")
+        if any(f["dtype"] == "video" for f in self.features.values()) and not isinstance(self.video_path, str):
+            raise fmt.LeRobotFormatError(f"{info_path}: has video features but \"video_path\" is "
+                                         f"{json.dumps(self.video_path)}")
         self.cameras = {key.removeprefix(fmt.IMAGES): key for key, f in self.features.items()
                         if key.startswith(fmt.IMAGES) and f["dtype"] in ("video", "image")}
         self.tasks = self._read_tasks()
         self.episodes = self._read_episodes()
-        self._table: tuple[str, object] | None = None  # the data file read last, with its rows
+        self._table: tuple | None = None  # the data file read last: (its path, table, episode_index column)
 
     def _field(self, name: str, kind: type) -> object:
         value = self.info.get(name)

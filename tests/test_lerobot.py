@@ -249,6 +249,15 @@ def test_an_aloha_sim_dataset_imports_with_its_camera_names(tmp_path):
         assert not reader.array("/observations/qvel").any() and not reader.array("/intervention").any()
 
 
+def test_images_stored_in_the_rows_import_exactly(tmp_path):
+    source = FIXTURES / "aloha_images"  # LeRobot's use_videos=False: PNG images in the parquet rows
+    expected = json.loads((source / "expected.json").read_text())["episodes"][0]["frame_means"]
+    import_dataset(source, tmp_path / "imported", load_rig("sim"), compress=False, say=lambda _: None)
+    with EpisodeReader(tmp_path / "imported" / "episode_0.hdf5") as reader:
+        assert reader.length == 6 and reader.camera_names == ("top",)
+        assert [reader.image("top", i).mean() for i in range(6)] == pytest.approx(expected["observation.images.top"])
+
+
 def edited_copy(tmp_path: Path, name: str, edit) -> Path:
     copy = tmp_path / name
     shutil.copytree(FIXTURES / name, copy)
