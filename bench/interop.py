@@ -51,11 +51,12 @@ def lerobot_check(export: Path, reference: Path) -> dict:
     import numpy as np
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    ref = np.load(reference, allow_pickle=False)
-    kinds, tasks, cameras = (json.loads(str(ref[k])) for k in ("kinds", "tasks", "cameras"))
+    about = json.loads((reference / "episodes.json").read_text())
+    kinds, tasks, cameras = about["kinds"], about["tasks"], about["cameras"]
+    ref = {path.stem: np.load(path, mmap_mode="r") for path in reference.glob("*.npy")}  # read as needed
     dataset = LeRobotDataset(REPO_ID, root=export, video_backend="pyav")
     meta = dataset.meta.episodes
-    lengths = [int(ref[f"{e}/qpos"].shape[0]) for e in range(len(kinds))]
+    lengths = [int(ref[f"{e}_qpos"].shape[0]) for e in range(len(kinds))]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
     checked = {"episodes": dataset.num_episodes == len(kinds), "frames": len(dataset) == sum(lengths),
                "boundaries": list(meta["dataset_from_index"]) == starts and list(meta["length"]) == lengths,
@@ -68,15 +69,15 @@ def lerobot_check(export: Path, reference: Path) -> dict:
         item = dataset[index]
         e, i = int(item["episode_index"]), int(item["frame_index"])
         for name, key, ours in (("state", "observation.state", "qpos"), ("action", "action", "action")):
-            worst[name] = max(worst[name], float(np.abs(item[key].numpy() - ref[f"{e}/{ours}"][i]).max()))
-        flags_ok &= bool(item["intervention"]) == bool(ref[f"{e}/intervention"][i])
+            worst[name] = max(worst[name], float(np.abs(item[key].numpy() - ref[f"{e}_{ours}"][i]).max()))
+        flags_ok &= bool(item["intervention"]) == bool(ref[f"{e}_intervention"][i])
         flagged += bool(item["intervention"])
         kinds_seen.setdefault(item["episode_kind"], set()).add(e)
         kinds_ok &= item["episode_kind"] == kinds[e]
         tasks_ok &= item["task"] == tasks[e]
         for cam in cameras:
             image = item[f"observation.images.{cam}"].permute(1, 2, 0).numpy() * 255
-            error = np.abs(image - ref[f"{e}/{cam}"][i].astype(np.float32))
+            error = np.abs(image - ref[f"{e}_{cam}"][i].astype(np.float32))
             frame_errors.append(float(error.mean()))
             worst["frame mean"] = max(worst["frame mean"], frame_errors[-1])
             worst["frame pixel"] = max(worst["frame pixel"], float(error.max()))
@@ -162,8 +163,8 @@ def run_lerobot(python: Path, *args: object) -> dict:
     return json.loads(lines[-1])
 
 
-def reference(dataset_root: Path, path: Path) -> None:
-    """The tandem episodes as arrays for the LeRobot side, which has no h5py."""
+def reference(dataset_root: Path, folder: Path) -> None:
+    """The tandem episodes as .npy files for the LeRobot side, which has no h5py (one array at a time in memory)."""
     import numpy as np
 
     from recording.dataset import Dataset
@@ -171,17 +172,19 @@ def reference(dataset_root: Path, path: Path) -> None:
     from recording.reader import EpisodeReader
 
     dataset = Dataset.open(dataset_root)
-    arrays, kinds, tasks = {}, [], []
+    folder.mkdir()
+    kinds, tasks = [], []
     for e, episode in enumerate(dataset.episodes()):
         with EpisodeReader(dataset.path(episode.index)) as reader:
-            arrays[f"{e}/qpos"], arrays[f"{e}/action"] = reader.qpos, reader.action
-            arrays[f"{e}/intervention"] = reader.array("/intervention")
+            np.save(folder / f"{e}_qpos.npy", reader.qpos)
+            np.save(folder / f"{e}_action.npy", reader.action)
+            np.save(folder / f"{e}_intervention.npy", reader.array("/intervention"))
             for cam in dataset.info.cameras:
-                arrays[f"{e}/{cam}"] = np.stack([reader.image(cam, i) for i in range(reader.length)])
+                np.save(folder / f"{e}_{cam}.npy", np.stack([reader.image(cam, i) for i in range(reader.length)]))
         kinds.append(episode.kind)
         tasks.append(episode_task(dataset, episode))
-    np.savez(path, kinds=json.dumps(kinds), tasks=json.dumps(tasks), cameras=json.dumps(dataset.info.cameras),
-             **arrays)
+    (folder / "episodes.json").write_text(json.dumps({"kinds": kinds, "tasks": tasks,
+                                                      "cameras": dataset.info.cameras}))
 
 
 def compare_import(source: Path, imported: Path) -> dict:
@@ -259,9 +262,9 @@ def main() -> None:
     summary = export_dataset(source, export, repo_id=REPO_ID)
     print(f"tandem-export: {summary.episodes} episodes, {summary.frames} frames, {len(summary.cameras)} cameras, "
           f"{summary.bytes / 1e6:.2f} MB, {summary.seconds:.1f} s ({summary.frames / summary.seconds:.0f} frames/s)")
-    reference(source, work / "reference.npz")
+    reference(source, work / "reference")
 
-    check = run_lerobot(python, "check", export, work / "reference.npz")
+    check = run_lerobot(python, "check", export, work / "reference")
     show(f"LeRobot's LeRobotDataset on the export ({check['items']} items, each with its "
          f"{len(check['cameras'])} camera frames, {check['seconds']:.0f} s):", check["checked"], check["worst"])
     print(f"  frames' mean absolute error, averaged over all frames: {check['frame error']:.3f} grey levels of 255")

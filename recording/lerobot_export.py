@@ -313,8 +313,9 @@ def export_dataset(source: str | Path, out: str | Path, *, repo_id: str | None =
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{time.monotonic_ns()}.partial")
     tmp.mkdir(0o777)  # under the umask, as tandem's dataset folders
-    export = Export(tmp, features, fps, codec)
+    export = None
     try:
+        export = Export(tmp, features, fps, codec)
         for episode in progress(episodes):
             with EpisodeReader(dataset.path(episode.index)) as reader:
                 export.add(reader, episode.kind, episode_task(dataset, episode))
@@ -324,7 +325,8 @@ def export_dataset(source: str | Path, out: str | Path, *, repo_id: str | None =
             raise FileExistsError(f"{out} appeared while exporting; the export is discarded")
         os.rename(tmp, out)
     except BaseException:
-        export.abandon()
+        if export is not None:
+            export.abandon()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
