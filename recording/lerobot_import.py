@@ -34,6 +34,7 @@ from recording.layout import rig_state_names
 from recording.writer import EpisodeWriter, StepRecord
 from robot.commands import interrupts_deferred
 from robot.rig import Rig
+from robot.sim.tasks import task_described_as
 
 FRAME_TOLERANCE_S = 1e-4  # LeRobotDataset's default tolerance_s between a frame's timestamp and its video frame
 WRITER_QUEUE = 64  # steps waiting for the writer thread; the import waits rather than drop one
@@ -351,9 +352,11 @@ def import_dataset(source: str | Path, dest: str | Path, rig: Rig, *, compress: 
     filled = check_fits(folder, rig, existing)
     cameras = {cam: image_size(folder, cam) for cam in (existing.cameras if existing else folder.cameras)}
     shared = {t for e in folder.episodes for t in e.tasks}
+    # dataset.json's task names a simulated task (the sim builds its world from it); LeRobot's task is a sentence,
+    # kept as each episode's task_description. A sentence that is one of the sim tasks' names that task.
     info = DatasetInfo(rig=rig.name, calibration="", fps=float(folder.fps), cameras=list(cameras),
                        image_size={c: list(s) for c, s in cameras.items()}, compress=compress,
-                       task=next(iter(shared)) if len(shared) == 1 else "")
+                       task=task_described_as(next(iter(shared))) if len(shared) == 1 else "")
     for key in filled:
         say(f"{folder.root}: no {key}; {fmt.ROW_FEATURES[key]} is written as zeros")
     dropped = [folder.cameras[c] for c in folder.cameras if c not in cameras]
@@ -409,7 +412,7 @@ def _import_episode(folder: LeRobotFolder, episode: LeRobotEpisode, dataset: Dat
     length = episode.length
     index = dataset.next_index()
     attrs = {"sim": dataset.info.rig == "sim", "fps": dataset.info.fps, "rig": dataset.info.rig, "calibration": "",
-             "kind": kind, "task": task, "task_description": task, "state_names": list(names),
+             "kind": kind, "task": dataset.info.task, "task_description": task, "state_names": list(names),
              "source": str(folder.root),
              "source_episode": episode.index}
     with interrupts_deferred():  # an interrupt inside the constructor would leave its writer thread running

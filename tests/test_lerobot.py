@@ -23,6 +23,7 @@ from recording.lerobot_import import import_dataset
 from recording.reader import EpisodeReader
 from recording.writer import EpisodeWriter, StepRecord
 from robot.rig import load_rig
+from robot.sim.tasks import TASK_DESCRIPTIONS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lerobot_v3"
 H, W = 48, 64
@@ -52,7 +53,7 @@ def intervened(kind: str, step: int) -> bool:
     return kind == "rollout" and 3 <= step < 7
 
 
-def tandem_dataset(root: Path, episodes=EPISODES, compress: bool = True) -> Path:
+def tandem_dataset(root: Path, episodes=EPISODES, compress: bool = True, tasks=TASKS) -> Path:
     """A tandem dataset written by the real writer and index: kinds, intervention, two cameras."""
     info = DatasetInfo(rig="sim", fps=50.0, cameras=list(CAMS), image_size={c: [H, W] for c in CAMS},
                        compress=compress, task="transfer_cube")
@@ -60,7 +61,7 @@ def tandem_dataset(root: Path, episodes=EPISODES, compress: bool = True) -> Path
         for e, (kind, length) in enumerate(episodes):
             index = dataset.next_index()
             attrs = {"kind": kind, "fps": 50.0, "rig": "sim", "task": "transfer_cube", "state_names": list(NAMES),
-                     "task_description": TASKS[e]}
+                     "task_description": tasks[e]}
             with EpisodeWriter(dataset.path(index), dict.fromkeys(CAMS, (H, W)), compress=compress,
                                attrs=attrs) as writer:
                 for i in range(length):
@@ -70,7 +71,7 @@ def tandem_dataset(root: Path, episodes=EPISODES, compress: bool = True) -> Path
                         images={c: picture(e, i, k) for k, c in enumerate(CAMS)}, image_t=dict.fromkeys(CAMS, i / 50),
                         intervention=intervened(kind, i)))
                 summary = writer.close()
-            dataset.add(EpisodeInfo(index, kind, summary.steps, bytes=summary.bytes, task_description=TASKS[e]))
+            dataset.add(EpisodeInfo(index, kind, summary.steps, bytes=summary.bytes, task_description=tasks[e]))
     return root
 
 
@@ -241,7 +242,9 @@ def test_an_aloha_sim_dataset_imports_with_its_camera_names(tmp_path):
     assert any("observation.effort" in n and "zeros" in n for n in notes)
     dataset = Dataset.open(tmp_path / "imported")
     assert dataset.info.cameras == ["top"] and dataset.info.image_size == {"top": [H, W]}
-    assert dataset.info.task == "Transfer the cube."  # one task for all episodes: the dataset's
+    # dataset.json's task names a simulated task; "Transfer the cube." is none, so it is kept per episode only
+    assert dataset.info.task == ""
+    assert [e.task_description for e in dataset.episodes()] == ["Transfer the cube."] * 2
     columns = lerobot_columns(source)
     assert [e.kind for e in dataset.episodes()] == ["demo", "demo"]
     with EpisodeReader(dataset.path(1)) as reader:
@@ -412,3 +415,16 @@ def test_episodes_split_over_several_files_come_back_whole(tmp_path, monkeypatch
             assert np.array_equal(before.qpos, after.qpos) and np.array_equal(before.action, after.action)
             for i in (0, 39):
                 assert abs(after.image("cam_high", i).mean() - picture(k, i, 0).mean()) < CODEC_LEVELS
+
+
+def test_a_sim_tasks_sentence_names_that_task_on_import(tmp_path):
+    # LeRobot's simulated ALOHA datasets state their task as the sentence; the sim builds its world from the name
+    sentence = TASK_DESCRIPTIONS["transfer_cube"]
+    source = tandem_dataset(tmp_path / "tandem", tasks=[sentence] * len(EPISODES))
+    out = export_dataset(source, tmp_path / "lerobot", say=lambda _: None).out
+    import_dataset(out, tmp_path / "back", load_rig("sim"), say=lambda _: None)
+    back = Dataset.open(tmp_path / "back")
+    assert back.info.task == "transfer_cube"
+    assert {e.task_description for e in back.episodes()} == {sentence}
+    with EpisodeReader(back.path(back.episodes()[0].index)) as reader:
+        assert reader.attrs["task"] == "transfer_cube" and reader.task_description == sentence

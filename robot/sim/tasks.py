@@ -14,3 +14,8 @@ def task_description(task: str, given: str | None = None) -> str:
     """An episode's description: `given` (--task-description) when set, else a simulated task's sentence, else
     the task as the dataset names it (on hardware often empty)."""
     return given if given is not None else TASK_DESCRIPTIONS.get(task, task)
+
+
+def task_described_as(description: str) -> str:
+    """The simulated task whose sentence `description` is (a LeRobot dataset's `task`), else ""."""
+    return next((task for task, text in TASK_DESCRIPTIONS.items() if text == description), "")
