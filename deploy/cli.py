@@ -166,7 +166,8 @@ def run_sim(prog: str, args: argparse.Namespace, rig: Rig, checkpoint: Checkpoin
                 policy_view(args.display, connected, world.cameras, prog=prog, near=args.dataset, say=say) as view:
             collect = None
             if args.dataset:
-                sizes = {name: world.image_size for name in world.cameras}
+                # the cameras recorded, not every one the world renders for --display
+                sizes = {name: world.image_size for name in render.cameras}
                 dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, not args.raw, task,
                                                                   render.render))
                 warn_if_low_space(dataset, steps, episodes)

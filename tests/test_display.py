@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -207,8 +207,13 @@ def test_a_gated_eval_display_shows_the_policy_the_takeover_and_both_actions(dem
     from deploy.cli import eval_main
     from recording.inspect import main as inspect_main
 
+    # the dataset corrections join records only the policy's camera: the view shows every camera all the same
     data = tmp_path / "demos"
-    shutil.copytree(demos, data)
+    recorded = Dataset.open(demos).info
+    with Dataset.create_or_open(data, replace(recorded, cameras=["cam_high"], episodes=[],
+                                              image_size={"cam_high": recorded.image_size["cam_high"]}),
+                                say=lambda _: None):
+        pass
     rrd = tmp_path / "eval.rrd"
     assert eval_main(["--checkpoint", str(checkpoint), "--episodes", "1", "--episode-steps", "30",
                       "--gate", "stalled:5", "--dataset", str(data), "--keep-rollouts", "--display", str(rrd)]) == 0
@@ -228,6 +233,8 @@ def test_a_gated_eval_display_shows_the_policy_the_takeover_and_both_actions(dem
 
     # the rollout episode it saved reads the same way in tandem-inspect --rerun: the same step changes hands
     rollout = next(e for e in Dataset.open(data).episodes(["rollout"]))
+    with EpisodeReader(data / rollout.file) as episode:
+        assert list(episode.camera_names) == ["cam_high"]  # what the dataset records, not what the view showed
     episode_rrd = tmp_path / "rollout.rrd"
     assert inspect_main(["--dataset", str(data), "--episode", str(rollout.index), "--no-video", "--out",
                          str(tmp_path), "--rerun", str(episode_rrd)]) == 0
