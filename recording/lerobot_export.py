@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +31,7 @@ from recording import lerobot_format as fmt
 from recording.dataset import KINDS, Dataset, DatasetError, EpisodeInfo
 from recording.layout import joint_layout
 from recording.reader import EpisodeReader
+from recording.video import encoder_start
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,9 @@ class VideoStream:
     def add(self, image: np.ndarray) -> None:
         frame = self._frame_type.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame.pts, frame.time_base = self.frames, Fraction(1, self.fps)
-        self._mux(self._stream.encode(frame))
+        with encoder_start() if self.frames == 0 else nullcontext():
+            packets = self._stream.encode(frame)
+        self._mux(packets)
         self.frames += 1
 
     def close(self) -> None:

@@ -8,7 +8,8 @@ Both play in Chromium, Debian's included (tests/test_inspect_html.py loads them 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +35,38 @@ DEFAULT_CODEC = "h264"
 LABEL_SCALE_PER_PIXEL = 0.45 / 240  # label font scale per pixel of panel height: 0.45 on a 240-pixel panel
 LABEL_BOX = (20, 20, 20)  # RGB: dark backing box, so the name reads on any scene
 LABEL_TEXT = (255, 255, 255)
+
+
+REALTIME = (getattr(os, "SCHED_FIFO", -1), getattr(os, "SCHED_RR", -1))
+
+
+def _thread_policies() -> dict[int, int]:
+    policies = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            policies[int(task.name)] = os.sched_getscheduler(int(task.name))
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return policies
+
+
+@contextmanager
+def encoder_start() -> Iterator[None]:
+    """Around an encoder's first frame, when it starts its threads. SVT-AV1, run as root, turns the calling thread
+    and each of its ~20 workers SCHED_FIFO at priority 99: busy, they starve every other process of the machine, a
+    control loop included, and children started later inherit it. Every thread made real-time inside goes back to
+    normal scheduling; one that was real-time before (a loop run under chrt) stays so."""
+    if not hasattr(os, "sched_getscheduler") or not Path("/proc/self/task").is_dir():
+        yield
+        return
+    before = _thread_policies()
+    try:
+        yield
+    finally:
+        for tid, policy in _thread_policies().items():
+            if policy in REALTIME and before.get(tid) not in REALTIME:
+                with suppress(OSError):
+                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
 
 
 def draw_label(image: np.ndarray, text: str) -> None:
@@ -117,7 +150,9 @@ class VideoWriter:
         frame.pts = self.frames
         frame.time_base = 1 / self.rate
         try:
-            self._container.mux(self._stream.encode(frame))
+            with encoder_start() if self.frames == 0 else nullcontext():
+                packets = self._stream.encode(frame)
+            self._container.mux(packets)
         except av.FFmpegError as exc:
             raise OSError(f"{self.path}: writing video frame {self.frames} failed: {exc}") from None
         self.frames += 1
