@@ -89,9 +89,9 @@ def show_episode(reader: EpisodeReader, target: str, *, fps: float, fallback: Pa
     say(sink.line("rerun"))
     entities = joint_entities(reader)
     sides = list(dict.fromkeys(side for side, _ in entities))  # in the file's order: left, then right
-    recording.send_blueprint(blueprint([(s, [j for side, j in entities if side == s]) for s in sides],
-                                       list(reader.camera_names)))
     try:
+        recording.send_blueprint(blueprint([(s, [j for side, j in entities if side == s]) for s in sides],
+                                           list(reader.camera_names)))
         frames = log_episode(reader, recording, fps)
     finally:
         recording.flush()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -418,8 +419,9 @@ def _import_episode(folder: LeRobotFolder, episode: LeRobotEpisode, dataset: Dat
     with interrupts_deferred():  # an interrupt inside the constructor would leave its writer thread running
         writer = EpisodeWriter(dataset.path(index), cameras, compress=compress, jpeg_quality=jpeg_quality,
                                dim=len(names), attrs=attrs, queue_size=WRITER_QUEUE)
-    with writer:
-        streams = {cam: folder.frames(episode, cam, timestamps, rows) for cam in cameras}
+    with writer, ExitStack() as decoding:  # each camera's video closed on the way out, an error's way too
+        streams = {cam: decoding.enter_context(closing(folder.frames(episode, cam, timestamps, rows)))
+                   for cam in cameras}
         for i in range(length):
             images, image_t = {}, {}
             for cam, stream in streams.items():

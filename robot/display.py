@@ -526,8 +526,12 @@ def live_view(target: str | None, connected: Any, cameras: Mapping[str, Camera],
         return
     recording, sink = open_recording(target, name=prog, fallback=default_file(prog, near))
     say(sink.line())
-    view = LiveView(recording, joint_groups(connected), cameras, sink=sink, control=control, row_names=row_names,
-                    extra_rows=extra_rows, say=say, **options)
+    try:
+        view = LiveView(recording, joint_groups(connected), cameras, sink=sink, control=control, row_names=row_names,
+                        extra_rows=extra_rows, say=say, **options)
+    except BaseException:  # no view to close it: the file is finished (or the server stopped) here
+        recording.disconnect()
+        raise
     try:
         yield view
     finally:
