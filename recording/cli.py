@@ -34,6 +34,7 @@ from robot.commands import (
     image_size,
     interrupts_deferred,
     is_sim_world,
+    jpeg_quality,
     keys_line,
     open_rig_arms,
     positive_float,
@@ -51,13 +52,6 @@ from teleop.keys import NoKeys, open_keys
 
 PROG = "tandem-record"
 HARDWARE_EPISODE_S = 20.0
-
-
-def jpeg_quality(text: str) -> int:
-    quality = positive_int(text)
-    if quality > 100:
-        raise argparse.ArgumentTypeError(f"{quality} is not within 1..100")
-    return quality
 
 
 def build_parser() -> argparse.ArgumentParser:

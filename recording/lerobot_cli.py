@@ -15,7 +15,7 @@ from robot.commands import (
     command_parser,
     dataset_folder,
     describe,
-    positive_int,
+    jpeg_quality,
     run_command,
     setup_process,
 )
@@ -37,13 +37,6 @@ def lerobot_folder(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text}: no such folder" if not path.exists() else f"{text} is a file; "
                                          "pass the LeRobot dataset folder (the one holding meta/ and data/)")
     return path
-
-
-def jpeg_quality(text: str) -> int:
-    quality = positive_int(text)
-    if quality > 100:
-        raise argparse.ArgumentTypeError(f"{quality} is not within 1..100")
-    return quality
 
 
 def episodes_bar(items: Iterable, total: int | None = None) -> Iterable:

@@ -79,6 +79,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def jpeg_quality(text: str) -> int:
+    """A JPEG quality, 1..100."""
+    quality = positive_int(text)
+    if quality > 100:
+        raise argparse.ArgumentTypeError(f"{quality} is not within 1..100")
+    return quality
+
+
 def image_size(text: str) -> tuple[int, int]:
     """HEIGHTxWIDTH, e.g. 240x320."""
     try:
