@@ -21,7 +21,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 
 from recording.dataset import Dataset, DatasetInfo, EpisodeInfo  # noqa: E402
-from recording.inspect import write_report  # noqa: E402
+from recording.report import write_report  # noqa: E402
 from recording.video import CODECS  # noqa: E402
 from recording.writer import EpisodeWriter, StepRecord  # noqa: E402
 

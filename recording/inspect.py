@@ -8,7 +8,7 @@ per file, and exit status 1 when any is bad, missing, or not in the index.
 The plot is drawn with OpenCV (recording/joint_plot.py: every joint's observed
 position and action against time, takeovers marked), the video is every camera
 side by side, each labelled, as H.264 (or AV1) MP4 that browsers play
-(recording/video.py). --html writes one page (recording/report_html.py) with the
+(recording/video.py). --html writes one page (recording/report.py) with the
 table of episodes and, per episode, its plot and video.
 """
 
@@ -22,10 +22,10 @@ import numpy as np
 
 from recording.dataset import INDEX, Dataset, DatasetError, EpisodeInfo
 from recording.episode_view import show_episode
-from recording.joint_plot import plot_joints, takeover_spans
+from recording.joint_plot import plot_joints
 from recording.reader import EpisodeFormatError, EpisodeReader
-from recording.report_html import EpisodeEntry, write_page
-from recording.video import CODECS, DEFAULT_CODEC, VideoWriter, side_by_side
+from recording.report import camera_video, write_report
+from recording.video import CODECS, DEFAULT_CODEC
 from robot.commands import (
     DISPLAY_AUTO,
     DISPLAY_SERVE,
@@ -117,18 +117,6 @@ def check_files(dataset: Dataset) -> list[tuple[str, str]]:
     return problems
 
 
-def camera_video(reader: EpisodeReader, path: Path, fps: float, codec: str = DEFAULT_CODEC,
-                 height: int = 240) -> int:
-    """Every camera side by side, scaled to `height`, each labelled with its name; returns the frames written."""
-    cams = reader.camera_names
-    if not cams or reader.length == 0:
-        return 0
-    with VideoWriter(path, fps, codec) as writer:
-        for step in range(reader.length):
-            writer.write(side_by_side([reader.image(c, step) for c in cams], height, cams))
-    return writer.frames
-
-
 def episode_selection(text: str) -> list[int]:
     """"0-4,7" -> [0, 1, 2, 3, 4, 7]."""
     chosen: set[int] = set()
@@ -142,50 +130,6 @@ def episode_selection(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(f"{part.strip()!r} is not an episode or a range like 3-7")
         chosen.update(range(lo, hi + 1))
     return sorted(chosen)
-
-
-def report_entry(dataset: Dataset, episode: EpisodeInfo, out: Path, *, video: bool, codec: str,
-                 problem: str) -> EpisodeEntry:
-    """One episode's row and section of the report, its plot (and video) written into `out`. A file that cannot be
-    drawn gets its problem on the page instead; the rest of the report goes on."""
-    fps = dataset.info.fps
-    takeovers = None
-    plot = movie = ""
-    if not problem:
-        try:
-            with EpisodeReader(dataset.path(episode.index)) as reader:
-                spans = takeover_spans(reader)
-                takeovers = None if spans is None else len(spans)
-                plot = f"episode_{episode.index}_joints.png"
-                plot_joints(reader, out / plot, fps)
-                if video and camera_video(reader, out / f"episode_{episode.index}_cameras.mp4", fps, codec):
-                    movie = f"episode_{episode.index}_cameras.mp4"
-        except (EpisodeFormatError, OSError) as exc:
-            problem = str(exc)
-    task = episode.task_description or dataset.info.task
-    return EpisodeEntry(episode.index, episode.kind, episode.length, episode.length / fps, episode.success, task,
-                        takeovers, plot, movie, problem)
-
-
-def write_report(dataset: Dataset, out: Path, *, videos: set[int] | None, codec: str,
-                 problems: dict[str, str]) -> Path:
-    """out/index.html with every episode's plot and the videos of `videos` (None: all); returns the page."""
-    from tqdm import tqdm
-
-    out.mkdir(parents=True, exist_ok=True)
-    episodes = dataset.episodes()
-    entries = []
-    with tqdm(episodes, desc="report", unit="episode", file=sys.stderr, disable=None, leave=False) as bar:
-        for e in bar:
-            entries.append(report_entry(dataset, e, out, video=videos is None or e.index in videos, codec=codec,
-                                        problem=problems.get(e.file, "")))
-    info = dataset.info
-    summary = [f"rig {info.rig or '-'}, {info.fps:g} Hz, cameras {', '.join(info.cameras) or 'none'}, task "
-               f"{info.task or '-'}",
-               f"{len(episodes)} episodes, {sum(e.length for e in episodes)} steps"]
-    page = out / "index.html"
-    write_page(page, f"{dataset.root.resolve().name}: {len(episodes)} episodes", summary, entries)
-    return page
 
 
 def build_parser() -> argparse.ArgumentParser:

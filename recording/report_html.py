@@ -1,7 +1,7 @@
 """A dataset's report as one static HTML page: the table of episodes, then per episode its joint plot and its
 camera video, by paths relative to the page, so the folder opens from file:// in any browser with no server.
 
-Only the markup is made here (tandem-inspect --html writes the plots and videos); every text is escaped.
+Only the markup is made here (recording/report.py writes the plots and videos); every text is escaped.
 """
 
 from __future__ import annotations
