@@ -151,6 +151,7 @@ def test_without_a_display_the_flag_alone_saves_a_file_and_says_why(tmp_path, mo
 
 def test_a_display_the_viewer_cannot_open_falls_back_to_a_file(tmp_path, monkeypatch):
     monkeypatch.setenv("DISPLAY", "nowhere.invalid:0")  # set, but no X server answers there
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)  # nor a Wayland one, on a desktop
     recording, sink = open_recording(DISPLAY_AUTO, name="test", fallback=tmp_path / "here.rrd")
     recording.log("loop/period_error_ms", rr.Scalars(0.5))
     recording.flush()
