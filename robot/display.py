@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 APP_ID = "tandem"
 VIEWER_PORT = 9876  # Rerun's default: a viewer already running there is reused
 SERIES = ("leader", "follower", "command")
+CLOSE_TIMEOUT_S = 3.0  # at the end: the display thread's last updates, then the recording's flush, each
 PERSON, POLICY = "person", "policy"  # who drives
 
 
@@ -468,11 +469,12 @@ class LiveView:
             return
         self._closed = True
         self._stop.set()
-        self._thread.join(timeout=30.0)
+        # Short bounds: the view closes before the arms are released, which must not wait on a slow viewer.
+        self._thread.join(timeout=CLOSE_TIMEOUT_S)
         if self._thread.is_alive():
-            self.error = self.error or "the display thread did not finish within 30 s"
+            self.error = self.error or f"the display thread did not finish within {CLOSE_TIMEOUT_S:g} s"
         try:
-            self.recording.flush(timeout_sec=30.0)
+            self.recording.flush(timeout_sec=CLOSE_TIMEOUT_S)
             self.recording.disconnect()
         except Exception as exc:  # a display that cannot finish must not hide the session's result
             self.error = self.error or f"{type(exc).__name__}: {exc}"
