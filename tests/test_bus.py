@@ -78,11 +78,12 @@ def test_set_up_transactions_wait_longer_on_each_retry(driver, vbus):
 
 
 def test_a_late_reply_is_never_taken_as_the_next_commands_answer(vbus):
-    # The first ping's answer comes 150 ms late, after its 102 ms timeout. Were it left on the wire, the retry or
-    # the next read would take it (the SDK accepts any packet from the ID): Drive Mode would read the ping's model
-    # number's low byte, 252, and a configure() would write that back into EEPROM.
-    with DynamixelBus(vbus.port, [Motor(1, XM430)], latency_ms=50) as bus:
-        vbus.delay_next(1, 0.15)
+    # The first ping's answer comes 300 ms late, after its 202 ms timeout (about 100 ms of margin either way for a
+    # loaded machine). Were it left on the wire, the retry or the next read would take it (the SDK accepts any
+    # packet from the ID): Drive Mode would read the ping's model number's low byte, 252, and a configure() would
+    # write that back into EEPROM.
+    with DynamixelBus(vbus.port, [Motor(1, XM430)], latency_ms=100) as bus:
+        vbus.delay_next(1, 0.3)
         assert bus.ping(1) == XM430.model_number
         assert bus.read(1, "Drive Mode") == 0
         assert bus.read(1, "Operating Mode") == 3
