@@ -93,3 +93,19 @@ def test_expert_takes_over_from_a_perturbed_state():
             world.max_reward = 0
     world.close()
     assert world.success, f"expert ended in phase {expert.phase} with max reward {world.max_reward}"
+
+
+def test_every_registered_task_has_a_scene_a_plan_and_a_gym_aloha_twin_and_an_unknown_one_is_refused():
+    from robot.sim.expert import PLANS
+    from robot.sim.tasks import TASKS, UnknownTaskError, sim_task
+    from robot.sim.world import TASKS as SCENES
+    from robot.sim.world import World
+
+    assert set(TASKS) == set(SCENES) == set(PLANS)
+    for task in TASKS.values():
+        assert task.gym_env.startswith("gym_aloha/") and len(task.reward_stages) == 4 and task.episode_steps > 0
+    with pytest.raises(UnknownTaskError, match="unknown simulated task 'stack_cups'; known tasks: transfer_cube, "
+                                               "insertion"):
+        sim_task("stack_cups")
+    with pytest.raises(UnknownTaskError, match="known tasks"):
+        World("stack_cups")

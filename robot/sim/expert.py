@@ -23,6 +23,7 @@ SPEED = 0.45  # m/s of the commanded grasp point
 JOINT_SPEED = 3.0  # rad/s at most per joint
 UP = np.array([0.0, 0.0, 1.0])
 TABLE_Z = 0.0
+PLANS = {"transfer_cube": "_transfer_cube", "insertion": "_insertion"}  # task -> the Expert method that plans it
 
 
 @dataclass
@@ -68,6 +69,9 @@ class Expert:
     """Joint targets for both follower arms, from the world's current state."""
 
     def __init__(self, world: World) -> None:
+        if world.task_name not in PLANS:  # never plan another task's moves for it
+            raise ValueError(f"the scripted expert has no plan for task {world.task_name!r}; it plans "
+                             f"{', '.join(PLANS)}")
         self.world = world
         self.ik = {side: ArmIK(world.model, side) for side in SIDES}
         self.base = {side: world.data.xpos[world.model.body(f"vx300s_{side}").id].copy() for side in SIDES}
@@ -102,9 +106,7 @@ class Expert:
         return out
 
     def plan(self, contacts: Contacts) -> dict[str, Goal]:
-        if self.world.task_name == "transfer_cube":
-            return self._transfer_cube(contacts)
-        return self._insertion(contacts)
+        return getattr(self, PLANS[self.world.task_name])(contacts)
 
     # -- shared: reach above a point, go down, close; the caller takes over once it is held ----------
     def _pick(self, side: str, at: np.ndarray, touching: bool, rotation: np.ndarray, height: float = 0.032) -> Goal:

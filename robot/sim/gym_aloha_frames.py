@@ -21,9 +21,9 @@ import gym_aloha  # noqa: F401 - registers the gym_aloha/ environments
 import gymnasium as gym
 import numpy as np
 
+from robot.sim.tasks import sim_task
 from robot.sim.world import CAMERAS
 
-ENVIRONMENTS = {"transfer_cube": "gym_aloha/AlohaTransferCube-v0", "insertion": "gym_aloha/AlohaInsertion-v0"}
 OFF_BY = 20  # a pixel counts as different when a channel is off by more than this
 
 State = tuple[np.ndarray, np.ndarray]  # a World's data.qpos and data.qvel
@@ -34,7 +34,7 @@ def gym_aloha_frames(task: str, states: Sequence[State], cameras: Sequence[str],
     """Per state, each camera (tandem's names) as gym-aloha renders it; and the seconds per frame its renderer
     took (the first frame, which sets the renderer up, left out)."""
     h, w = image_size
-    env = gym.make(ENVIRONMENTS[task], obs_type="pixels", observation_height=h, observation_width=w,
+    env = gym.make(sim_task(task).gym_env, obs_type="pixels", observation_height=h, observation_width=w,
                    visualization_height=h, visualization_width=w)
     physics = env.unwrapped._env.physics
     frames, spent, timed = [], 0.0, 0

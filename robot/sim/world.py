@@ -24,6 +24,7 @@ from gym_aloha.tasks import sim as aloha_tasks
 from gym_aloha.utils import sample_box_pose, sample_insertion_pose
 
 from robot.sim.render_style import DEFAULT_RENDER, render_style
+from robot.sim.tasks import sim_task
 
 SIDES = ("left", "right")
 CAMERAS = {"cam_high": "top", "cam_low": "angle", "cam_left_wrist": "left_wrist", "cam_right_wrist": "right_wrist"}
@@ -68,8 +69,9 @@ class World:
     """One task's scene. Not thread-safe: one owner steps, reads and renders it."""
 
     def __init__(self, task: str, *, image_size: tuple[int, int] = (480, 640), render: str = DEFAULT_RENDER) -> None:
+        sim_task(task)  # an unknown name is refused, listing the known tasks
         if task not in TASKS:
-            raise ValueError(f"unknown sim task {task!r}; choose one of: {', '.join(TASKS)}")
+            raise ValueError(f"simulated task {task!r} has no scene in robot/sim/world.py's TASKS")
         self.task_name = task
         self.definition = TASKS[task]
         self.physics = dm_mujoco.Physics.from_xml_path(str(aloha.ASSETS_DIR / self.definition.xml))

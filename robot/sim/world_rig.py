@@ -24,6 +24,7 @@ from robot.sim.gate import Gate, GateInput, drift, parse_gate
 from robot.sim.hand import ideal_mounting, pose_arm
 from robot.sim.render_style import DEFAULT_RENDER
 from robot.sim.shared_frames import SharedFrame
+from robot.sim.tasks import sim_task
 from robot.sim.virtual_arm import gripper_angle, virtual_arm_bus
 from robot.sim.virtual_bus import VirtualBus
 from robot.sim.world import World, gripper_normalized_from_angle
@@ -31,7 +32,6 @@ from robot.sim.world import World, gripper_normalized_from_angle
 CURRENT_UNITS_PER_NM = 1 / (2.3 * 0.00269)  # X-series: ~2.3 N·m per A, Present Current in 2.69 mA units
 # gated: the expert takes the leaders when its gate rule says so; labels: it only says what it would command
 OPERATOR_MODES = ("expert", "gated", "labels", "off")
-MAIN_OBJECT = {"transfer_cube": "red_box", "insertion": "red_peg"}  # what "dropped" watches
 # labels mode: an expert whose plan is this far from where the policy took the arms plans again from there;
 # its own commands lead its followers by at most ~0.16 rad (recorded demos)
 LABEL_REANCHOR_RAD = 0.3
@@ -153,7 +153,7 @@ class WorldRig:
         """The expert plans along (a shadow of the policy); its gate decides when it takes the leaders."""
         targets = self.expert.act()
         contacts = Contacts(self.world)
-        obj = MAIN_OBJECT[self.world.task_name]
+        obj = sim_task(self.world.task_name).main_object
         gap = self._drift(targets)
         was_down = self.gate.pedal
         down = self.gate.update(GateInput(
