@@ -121,7 +121,7 @@ def test_ctrl_c_to_the_process_group_exits_130_and_releases(tmp_path):
 # -- a child that fails to start -----------------------------------------------------------------------------
 def test_world_child_that_fails_to_start_shows_its_own_error():
     world = SimWorldProcess(load_rig("sim"), "no_such_task", cameras=False)
-    with pytest.raises(ChildStartError, match="unknown simulated task 'no_such_task'; known tasks: transfer_cube, insertion"):
+    with pytest.raises(ChildStartError, match="unknown simulated task 'no_such_task'; known tasks: transfer_cube"):
         world.start()
     assert world._child.process is None  # stopped, nothing left behind
 
