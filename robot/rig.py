@@ -65,14 +65,18 @@ class Pairing:
     signs: dict[str, int] = field(default_factory=dict)
 
 
+CAMERA_TYPES = ("opencv", "realsense", "sim", "synthetic")  # robot/cameras.py opens each kind
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     name: str
-    device: str  # "/dev/v4l/by-id/...", "/dev/video0", "0", or "sim"
+    device: str  # opencv: "/dev/v4l/by-id/...", "/dev/video0", "0"; realsense: the serial number; sim: "sim"
     width: int = 640
     height: int = 480
     fps: int = 30
     fourcc: str = "MJPG"
+    type: str = "opencv"  # one of CAMERA_TYPES
 
 
 @dataclass(frozen=True)
@@ -405,8 +409,9 @@ def _parse_pairs(top: Fields, arms: tuple[RigArm, ...]) -> tuple[Pairing, ...]:
 
 
 def _parse_camera(cameras: Fields, name: str) -> CameraConfig:
-    c = cameras.section(name, ("device", "width", "height", "fps", "fourcc"))
+    c = cameras.section(name, ("type", "device", "width", "height", "fps", "fourcc"))
     device = c.get("device", (str, int))
+    kind = c.get("type", str, "sim" if device == SIM_DEVICE else "opencv", CAMERA_TYPES)
     if isinstance(device, int) and device < 0:
         raise c.error("device", f"camera index {device} is negative; give /dev/videoN, a /dev/v4l/by-id path or N >= 0")
     fourcc = c.get("fourcc", str, "MJPG")
@@ -416,4 +421,4 @@ def _parse_camera(cameras: Fields, name: str) -> CameraConfig:
     for k, v in values.items():
         if v <= 0:
             raise c.error(k, f"{v} must be positive")
-    return CameraConfig(name, str(device), values["width"], values["height"], values["fps"], fourcc)
+    return CameraConfig(name, str(device), values["width"], values["height"], values["fps"], fourcc, kind)
