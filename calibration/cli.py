@@ -20,10 +20,11 @@ from robot.commands import (
     add_verbose_argument,
     command_parser,
     describe,
+    rig_from_args,
     run_command,
     setup_process,
 )
-from robot.rig import RigArm, load_rig
+from robot.rig import RigArm
 from robot.sim.hand import pose_arm
 from robot.sim.virtual_arm import gripper_angle
 from robot.sim.virtual_bus import VirtualBus
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    rig = load_rig(args.rig)
+    rig = rig_from_args(args)
     if args.calibration_dir:
         rig = dataclasses.replace(rig, calibration_dir=args.calibration_dir)
     if args.arm not in rig.arm_names:

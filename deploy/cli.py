@@ -41,10 +41,11 @@ from robot.commands import (
     image_size,
     is_sim_world,
     positive_int,
+    rig_from_args,
     run_command,
     setup_process,
 )
-from robot.rig import PEDAL_BACKENDS, Rig, load_rig
+from robot.rig import PEDAL_BACKENDS, Rig
 from robot.sim.gate import parse_gate
 from robot.sim.tasks import EPISODE_STEPS, REWARD_STAGES, TASK_NAMES
 
@@ -261,7 +262,7 @@ def eval_parser() -> argparse.ArgumentParser:
 
 
 def load(args: argparse.Namespace) -> tuple[Rig, Checkpoint]:
-    rig = load_rig(args.rig)
+    rig = rig_from_args(args)
     # torch's CPU threads spin while they wait: on a core shared with the loop they cost it whole periods
     torch.set_num_threads(args.threads or (torch.get_num_threads() if is_sim_world(rig) else inference_threads()))
     checkpoint = load_checkpoint(args.checkpoint, args.device)

@@ -39,12 +39,13 @@ from robot.commands import (
     open_rig_arms,
     positive_float,
     positive_int,
+    rig_from_args,
     run_command,
     setup_process,
 )
 from robot.display import live_view
 from robot.loop import ControlLoop
-from robot.rig import SIM_DEVICE, Rig, load_rig
+from robot.rig import SIM_DEVICE, Rig
 from robot.sim.render_style import DEFAULT_RENDER
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES, task_description
 from teleop.controller import TeleopController
@@ -185,7 +186,7 @@ def record_hardware(args: argparse.Namespace, rig: Rig, options: RecordOptions) 
 
 def run(args: argparse.Namespace) -> int:
     options = RecordOptions(compress=not args.raw, jpeg_quality=args.jpeg_quality, min_rate_ratio=args.min_rate)
-    rig = load_rig(args.rig)
+    rig = rig_from_args(args)
     if is_sim_world(rig):
         return record_sim(args, rig, options)
     return record_hardware(args, rig, options)

@@ -103,7 +103,7 @@ def build_import_parser() -> argparse.ArgumentParser:
     parser.add_argument("source", type=lerobot_folder, help="the LeRobot v3.0 dataset folder")
     parser.add_argument("--dataset", required=True, type=Path, help="the tandem dataset folder to write (created if "
                         "missing)")
-    add_rig_argument(parser)
+    add_rig_argument(parser, virtual=False)
     parser.add_argument("--raw", action="store_true",
                         help="store raw frames (T, H, W, 3) instead of JPEG rows (ALOHA's compressed layout)")
     parser.add_argument("--jpeg-quality", type=jpeg_quality, default=50, metavar="Q",

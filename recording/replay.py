@@ -32,12 +32,14 @@ from robot.commands import (
     dataset_folder,
     describe,
     is_sim_world,
+    open_rig_arms,
+    rig_from_args,
     run_command,
     setup_process,
 )
 from robot.display import hardware_cameras, live_view
 from robot.loop import ControlLoop, Observer
-from robot.rig import Rig, load_rig
+from robot.rig import Rig
 
 PROG = "tandem-replay"
 REPLAY = "replay"  # who drives, in the live view
@@ -89,13 +91,14 @@ def run(args: argparse.Namespace) -> int:
     motion = Motion.from_args(args)
     with EpisodeReader(dataset.path(dataset.episode(args.episode).index)) as reader:
         actions = reader.array("/action", finite=True).astype(np.float64)
-        rig = load_rig(args.rig)
+        rig = rig_from_args(args)
         rate = float(reader.attrs.get("fps", rig.control_hz))
         options = dict(rate_hz=rate, max_step_rad=motion.max_step, approach_speed=motion.approach_speed,
                        refuse_above=motion.refuse_above)
         if is_sim_world(rig):
             return _replay_sim(args, rig, reader, actions, dataset.info.task, options)
-        with connect(rig) as connected, ExitStack() as stack:
+        with ExitStack() as stack:
+            connected = stack.enter_context(connect(open_rig_arms(rig, stack)))  # virtual arms start first
             check_layout(reader, StateLayout.from_connected(connected))
             view = stack.enter_context(live_view(args.display, connected, hardware_cameras(rig, args.display, stack),
                                                  prog=PROG, near=args.dataset, control=REPLAY))

@@ -13,13 +13,14 @@ from robot.commands import (
     add_verbose_argument,
     command_parser,
     describe,
+    rig_from_args,
     run_command,
     setup_process,
 )
 from robot.dynamixel.bus import DynamixelBus, Motor, scan_port
 from robot.dynamixel.control_table import BAUD_RATES, MODELS_BY_NUMBER, model_name
 from robot.dynamixel.errors import DynamixelError
-from robot.rig import RigArm, load_rig
+from robot.rig import RigArm
 from robot.sim.virtual_rig import virtual_buses
 
 
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.baud is not None:
         raise UsageError(f"--baud {args.baud} needs --port: a rig's buses are scanned at the baud rates its rig "
                          "file gives")
-    with virtual_buses(load_rig(args.rig)) as (rig, buses):
+    with virtual_buses(rig_from_args(args)) as (rig, buses):
         if buses:
             print(f"rig {rig.name}: {len(buses)} virtual Dynamixel buses started")
         return 0 if scan_rig(list(rig.arms)) else 1

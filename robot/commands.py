@@ -124,9 +124,26 @@ def rig_argument(text: str) -> str:
 
 
 # -- common arguments -----------------------------------------------------------------------------------------------
-def add_rig_argument(parser: argparse.ArgumentParser) -> None:
+def add_rig_argument(parser: argparse.ArgumentParser, *, virtual: bool = True) -> None:
+    """--rig, and for commands that open the rig's arms --virtual."""
+    from robot.rig import preset_names
+
     parser.add_argument("--rig", default="sim", type=rig_argument,
-                        help="rig YAML file, or a preset (aloha, sim); sim is the simulated rig, no hardware needed")
+                        help=f"rig YAML file, or a preset ({', '.join(preset_names())}); sim is the simulated rig "
+                        "(MuJoCo), no hardware needed")
+    if virtual:
+        parser.add_argument("--virtual", action="store_true",
+                            help="run the rig's arms on virtual Dynamixel buses (the rig file's models, IDs and baud) "
+                            "and its cameras as synthetic sources: try a rig file end to end before the hardware "
+                            "arrives; calibrations go to a 'virtual' folder beside the rig's")
+
+
+def rig_from_args(args: argparse.Namespace) -> Rig:
+    """The rig --rig names, made virtual by --virtual."""
+    from robot.rig import load_rig
+
+    rig = load_rig(args.rig)
+    return rig.as_virtual() if getattr(args, "virtual", False) else rig
 
 
 def add_motion_arguments(parser: argparse.ArgumentParser, *, what: str = "the followers") -> None:

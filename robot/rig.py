@@ -136,6 +136,15 @@ class Rig:
     def virtual(self) -> bool:
         return any(a.virtual for a in self.arms)
 
+    def as_virtual(self) -> Rig:
+        """The same rig with every arm on a virtual bus (same models and IDs) and every camera synthetic (same
+        names and sizes): a rig file checked end to end before the hardware arrives. Its calibrations live in a
+        folder of their own, so a virtual run never reads or writes the hardware's."""
+        arms = tuple(dataclasses.replace(a, port=VIRTUAL_PORT, virtual=True) for a in self.arms)
+        cameras = tuple(c if c.type == "sim" else dataclasses.replace(c, type="synthetic") for c in self.cameras)
+        calibration_dir = self.calibration_dir if self.virtual else self.calibration_dir / "virtual"
+        return dataclasses.replace(self, arms=arms, cameras=cameras, calibration_dir=calibration_dir)
+
     def with_ports(self, ports: dict[str, str]) -> Rig:
         """The same rig with some arms' ports replaced (virtual arms get their pseudo-terminals)."""
         arms = tuple(dataclasses.replace(a, port=ports.get(a.name, a.port)) for a in self.arms)

@@ -25,13 +25,14 @@ from robot.commands import (
     open_rig_arms,
     positive_float,
     positive_int,
+    rig_from_args,
     run_command,
     setup_process,
 )
 from robot.display import hardware_cameras, live_view
 from robot.dynamixel.errors import DynamixelError
 from robot.loop import ControlLoop, Step
-from robot.rig import Rig, load_rig
+from robot.rig import Rig
 from robot.sim.render_style import DEFAULT_RENDER
 from robot.sim.rig_process import LEADER_MOTIONS
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES
@@ -169,7 +170,7 @@ def teleop(args: argparse.Namespace, rig: Rig) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    rig = load_rig(args.rig)
+    rig = rig_from_args(args)
     if args.task is None:
         return teleop(args, rig)
     if not rig.virtual:
