@@ -1,6 +1,7 @@
-"""The teleop loop on the sim rig: 4 arms x 9 motors on virtual buses at 1 Mbps, through the real driver.
+"""The teleop loop on virtual buses through the real driver: the sim rig's 4 arms x 9 motors at 1 Mbps, or any
+rig file or preset run virtual (`--rig koch --rig aloha2`: its models, IDs, baud and control rate).
 
-Prints, for the loop at the rig's 50 Hz: achieved rate, period and period error
+Prints, for each rig, the loop at the rig's control rate: achieved rate, period and period error
 (p50, p99, max), overruns, and the step's own work time (read 4 arms, map, clamp,
 write 2 followers). Then the same loop unthrottled (a clock that never sleeps):
 the highest rate it can run. Both with each arm's bus I/O on its own thread, and,
@@ -10,7 +11,7 @@ The virtual buses run in their own process with the leaders moving (sine), so th
 emulator does not share the loop's GIL. They add no USB latency: on hardware add
 the FTDI latency timer (1 ms when set as docs/hardware.md says) per transaction.
 
-    python bench/teleop.py [--seconds 20]
+    python bench/teleop.py [--seconds 20] [--rig sim --rig koch ...]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from calibration.connection import connect  # noqa: E402
 from robot.clock import RealClock  # noqa: E402
+from robot.commands import rig_argument  # noqa: E402
 from robot.loop import ControlLoop, Step  # noqa: E402
 from robot.rig import load_rig  # noqa: E402
 from robot.sim.rig_process import VirtualRigProcess  # noqa: E402
@@ -68,28 +70,37 @@ def measure(rig, seconds: float, clock: RealClock, parallel: bool) -> dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each run (default 20)")
+    parser.add_argument("--rig", action="append", type=rig_argument,
+                        help="a rig file or preset, run virtual; repeat to compare rigs (default: sim)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as empty:  # no calibration files: the virtual arms' factory calibration
-        rig = replace(load_rig("sim"), calibration_dir=Path(empty))
-        with VirtualRigProcess(rig, leader_motion="sine") as live:
-            print(f"sim rig: {len(live.arms)} arms x 9 motors, virtual buses at 1 Mbps in their own process, "
-                  f"{args.seconds:g} s per run")
-            print(f"{'run':<24} {'io':<10} {'rate Hz':>8} {'mean ms':>8} {'err p50':>8} {'err p99':>8} "
-                  f"{'err max':>8} {'overruns':>8} {'work p50':>8} {'work p99':>8} {'retries':>7}")
-            rows = {}
-            for name, clock in (("50 Hz (RealClock)", RealClock()), ("unthrottled", NoWaitClock())):
-                for parallel in (True, False):
-                    r = measure(live, args.seconds, clock, parallel)
-                    s = r["summary"]
-                    io = "parallel" if parallel else "sequential"
-                    rows[(name, io)] = r
-                    errors = (f"{s.error_p50_ms:>8.3f} {s.error_p99_ms:>8.3f} {s.error_max_ms:>8.3f}"
-                              if clock.__class__ is RealClock else f"{'-':>8} {'-':>8} {'-':>8}")
-                    print(f"{name:<24} {io:<10} {s.rate_hz:>8.2f} {s.mean_ms:>8.3f} {errors} {s.overruns:>8} "
-                          f"{r['work_p50']:>8.3f} {r['work_p99']:>8.3f} {r['retries']:>7}")
-            fast = rows[("unthrottled", "parallel")]["summary"].rate_hz
-            slow = rows[("unthrottled", "sequential")]["summary"].rate_hz
-            print(f"unthrottled rate, parallel / sequential bus I/O: {fast / slow:.2f}x")
+    print(f"{'rig':<10} {'run':<20} {'io':<10} {'rate Hz':>8} {'mean ms':>8} {'err p50':>8} {'err p99':>8} "
+          f"{'err max':>8} {'overruns':>8} {'work p50':>8} {'work p99':>8} {'retries':>7}")
+    for name in args.rig or ["sim"]:
+        with tempfile.TemporaryDirectory() as empty:  # no calibration files: the virtual arms' factory calibration
+            rig = replace(load_rig(name).as_virtual(), calibration_dir=Path(empty))
+            measure_rig(rig, args.seconds)
+
+
+def measure_rig(rig, seconds: float) -> None:
+    with VirtualRigProcess(rig, leader_motion="sine") as live:
+        motors = sum(len(a.spec.motors()) for a in live.arms)
+        bauds = sorted({a.baud for a in live.arms})
+        print(f"# {rig.name}: {len(live.arms)} arms, {motors} motors, {rig.control_hz:g} Hz, virtual buses at "
+              f"{'/'.join(f'{b:,}' for b in bauds)} baud in their own process, {seconds:g} s per run")
+        rows = {}
+        for run, clock in (("control rate", RealClock()), ("unthrottled", NoWaitClock())):
+            for parallel in (True, False):
+                r = measure(live, seconds, clock, parallel)
+                s = r["summary"]
+                io = "parallel" if parallel else "sequential"
+                rows[(run, io)] = r
+                errors = (f"{s.error_p50_ms:>8.3f} {s.error_p99_ms:>8.3f} {s.error_max_ms:>8.3f}"
+                          if clock.__class__ is RealClock else f"{'-':>8} {'-':>8} {'-':>8}")
+                print(f"{rig.name:<10} {run:<20} {io:<10} {s.rate_hz:>8.2f} {s.mean_ms:>8.3f} {errors} "
+                      f"{s.overruns:>8} {r['work_p50']:>8.3f} {r['work_p99']:>8.3f} {r['retries']:>7}")
+        fast = rows[("unthrottled", "parallel")]["summary"].rate_hz
+        slow = rows[("unthrottled", "sequential")]["summary"].rate_hz
+        print(f"{rig.name}: unthrottled rate, parallel / sequential bus I/O: {fast / slow:.2f}x")
 
 
 if __name__ == "__main__":
