@@ -173,8 +173,13 @@ def save_checkpoint(directory: str | Path, policy: nn.Module, config: PolicyConf
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """The policy (eval mode, on `device`), its config, normalization stats and meta; optimizer state on demand.
 
-    A training run folder is accepted too: its best/ (else last/) is loaded and `Checkpoint.note` says so.
+    A training run folder is accepted too: its best/ (else last/) is loaded and `Checkpoint.note` says so. A LeRobot
+    ACT folder (lerobot-train's pretrained_model, or its run folder) runs through policies/lerobot_act.py.
     """
+    from policies.lerobot_act import lerobot_policy_type, load_lerobot_act  # here: it imports this module
+
+    if lerobot_policy_type(directory) is not None:
+        return load_lerobot_act(directory, device)
     path, note = resolve_checkpoint_dir(directory)
     if not path.is_dir():
         leftovers = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
