@@ -145,13 +145,59 @@ def lerobot_side(argv: list[str]) -> None:
 
 
 # -- the tandem side ---------------------------------------------------------------------------------------------------
-def ensure_venv(venv: Path) -> Path:
+def ensure_venv(venv: Path, *, with_tandem: bool = False) -> Path:
+    """LeRobot's environment (made when missing); `with_tandem`: tandem installed there too (install_tandem)."""
     python = venv / "bin" / "python"
     if not (python.exists() and subprocess.run([python, "-c", "import lerobot"], capture_output=True).returncode == 0):
         print(f"making LeRobot's environment in {venv} ({LEROBOT}; minutes)", flush=True)
         subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
         subprocess.run([python, "-m", "pip", "install", "-q", LEROBOT], check=True)
+    if with_tandem:
+        install_tandem(python)
     return python
+
+
+# Run in LeRobot's environment: tandem's requirements (and its dev extra, for its tests) it lacks, as JSON.
+UNMET = """
+import json
+from importlib.metadata import PackageNotFoundError, requires, version
+from packaging.requirements import Requirement
+missing, kept = [], []
+for text in requires("tandem") or []:
+    req = Requirement(text)
+    if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in ("", "dev")):
+        continue
+    try:
+        have = version(req.name)
+    except PackageNotFoundError:
+        missing.append(f"{req.name}{req.specifier}")
+        continue
+    if not req.specifier.contains(have, prereleases=True):
+        kept.append(f"{req.name} {have} (tandem asks {req.specifier})")
+print(json.dumps({"missing": missing, "kept": kept}))
+"""
+
+
+def install_tandem(python: Path) -> None:
+    """This checkout into LeRobot's environment, editable and without its dependencies, then those of tandem's
+    requirements that are missing there, with every package already installed pinned: LeRobot's torch (and its
+    other pins) are never replaced. A requirement met by an older version that LeRobot pins is kept and said."""
+    root = HERE.parent.parent
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--no-deps", "-e", str(root)], check=True)
+    unmet = json.loads(subprocess.run([str(python), "-c", UNMET], check=True, capture_output=True,
+                                      text=True).stdout)
+    if unmet["missing"]:
+        print(f"installing tandem's requirements LeRobot's environment lacks: {', '.join(unmet['missing'])}",
+              flush=True)
+        frozen = subprocess.run([str(python), "-m", "pip", "freeze", "--exclude-editable"], check=True,
+                                capture_output=True, text=True).stdout
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="lerobot-pins-") as pins:
+            pins.write("\n".join(line for line in frozen.splitlines() if "==" in line and " @ " not in line))
+            pins.flush()
+            subprocess.run([*pip, "-c", pins.name, *unmet["missing"]], check=True)
+    for line in unmet["kept"]:
+        print(f"kept LeRobot's {line}", flush=True)
 
 
 def run_lerobot(python: Path, *args: object) -> dict:
