@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from robot.arm import VIPERX_300_6DOF, Arm
+from robot.arm import Arm
+from robot.arm_kinds import builtin_kinds
 from robot.dynamixel.bus import STATE_LENGTH
 from robot.sim.bus_process import VirtualBusProcess
 from robot.sim.virtual_arm import virtual_arm_motors
@@ -40,9 +41,10 @@ WARM_UP_CYCLES = 50
 
 
 def measure(baud: int, fast: bool, cycles: int) -> dict[str, float]:
-    make = functools.partial(virtual_arm_motors, VIPERX_300_6DOF, baud=baud)
+    spec = builtin_kinds()["viperx_300_6dof"]
+    make = functools.partial(virtual_arm_motors, spec, baud=baud)
     with VirtualBusProcess(make, name=f"bench-{baud}") as virtual:
-        arm = Arm.on_port("follower", VIPERX_300_6DOF, virtual.port, baud=baud, fast_sync_read=fast).open()
+        arm = Arm.on_port("follower", spec, virtual.port, baud=baud, fast_sync_read=fast).open()
         for motor_id in arm.bus.ids:
             arm.bus.configure(motor_id)  # Return Delay Time 0
         arm.set_torque(True)

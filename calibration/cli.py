@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from calibration.file import ArmCalibration, calibration_path
-from calibration.poses import reference_angles, second_angles
 from calibration.procedure import calibrate_arm, check_arm
 from calibration.store import load_calibration
 from robot.arm import Arm
@@ -46,8 +45,9 @@ def person_prompt(text: str) -> None:
 
 def sim_prompt(vbus: VirtualBus, arm: RigArm, poses: list[str]) -> Callable[[str], None]:
     """In the sim rig nobody can move the arm: a simulated hand puts it in each pose asked for, in order."""
-    angles = {"reference": {**reference_angles(), "gripper": gripper_angle(arm.spec, 0.0)},
-              "second": {**second_angles(), "gripper": gripper_angle(arm.spec, 1.0)}}
+    spec = arm.spec
+    angles = {"reference": {**spec.calibration.reference_angles(), spec.gripper: gripper_angle(spec, 0.0)},
+              "second": {**spec.calibration.second_angles(), spec.gripper: gripper_angle(spec, 1.0)}}
     queue = iter(poses)
 
     def prompt(text: str) -> None:
@@ -77,7 +77,7 @@ def _check(arm: Arm, calibration: ArmCalibration, source: str, prompt: Callable[
     pose = None
     if prompt is not None:
         prompt("Hold the arm in the SECOND POSE to check directions (see tandem-calibrate --help).")
-        pose = second_angles()
+        pose = arm.spec.calibration.second_angles()
     checks = check_arm(arm, calibration, pose)
     print(f"\n{arm.name} against {source} (nothing moved):")
     for c in checks:
@@ -90,10 +90,12 @@ def _check(arm: Arm, calibration: ArmCalibration, source: str, prompt: Callable[
 
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(PROG, describe(
-        "Calibrate one arm: with torque off, put it in the reference pose (upper arm straight up, forearm level "
-        "and forward, wrist straight, gripper closed), then in the second pose (waist a quarter turn left, "
-        "shoulder 45 degrees forward, forearm raised 45 degrees, forearm and hand rolled a quarter turn, wrist "
-        "bent 90 degrees down, gripper open). Each motor's homing offset and direction and the gripper's range "
+        "Calibrate one arm: with torque off, put it in the reference pose (gripper closed), then in the second "
+        "pose (gripper open), each as the prompt describes it for the arm's kind (robot/arm_kinds.yaml or the rig "
+        "file's kinds). ALOHA's reference pose: upper arm straight up, forearm level and forward, wrist straight; "
+        "its second: waist a quarter turn left, shoulder 45 degrees forward, forearm raised 45 degrees, forearm "
+        "and hand rolled a quarter turn, wrist bent 90 degrees down. Each motor's homing offset and direction "
+        "and the gripper's range "
         "are derived and saved as <calibration dir>/<arm>.json; the motors get the same values every time an "
         "arm is connected. Re-running is safe: nothing is saved unless both poses check out.",
         "With --check nothing moves: each joint's angle is compared with the file and the pose.",

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from calibration.file import ArmCalibration
 from calibration.joint_map import JointMap
-from calibration.poses import GRIPPER
 from calibration.store import load_calibration
 from robot.arm import Arm
 from robot.dynamixel.control_table import OPERATING_MODES
@@ -43,7 +42,7 @@ class ConnectedRig:
                 for name, arm in self.arms.items()}
 
     def joint_maps(self) -> list[tuple[str, str, JointMap]]:
-        return [(p.leader, p.follower, JointMap(self.arms[p.follower].joint_names, self.calibrations[p.leader],
+        return [(p.leader, p.follower, JointMap(self.arms[p.follower].spec, self.calibrations[p.leader],
                                                 self.calibrations[p.follower], p))
                 for p in self.rig.pairs]
 
@@ -86,7 +85,7 @@ def _prepare(arm_cfg: RigArm, arm: Arm, calibration: ArmCalibration) -> None:
         calibration.apply(bus)
         if arm_cfg.role == "follower":
             for j in arm.spec.joints:
-                if j.name == GRIPPER and bus.model_of(j.motor_id).has("Current Limit"):
+                if j.name == arm.spec.gripper and bus.model_of(j.motor_id).has("Current Limit"):
                     bus.write_if_different(j.motor_id, "Operating Mode", CURRENT_BASED_POSITION)
                     bus.write_if_different(j.motor_id, "Current Limit", arm_cfg.gripper_current_limit)
                     bus.write(j.motor_id, "Goal Current", arm_cfg.gripper_current_limit)

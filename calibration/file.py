@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from robot.arm import ArmSpec
+from robot.arm import MIN_GRIPPER_TRAVEL_RAD, ArmSpec
 from robot.dynamixel.bus import DynamixelBus
 from robot.dynamixel.control_table import TICKS_PER_TURN, model_name
 from robot.dynamixel.errors import NoResponseError
@@ -32,7 +32,6 @@ FORMAT = "tandem-calibration"
 VERSION = 1
 MAX_ANGLE_RAD = math.tau  # limits and gripper positions: more than a turn from zero is a broken file
 MAX_HOMING_OFFSET = TICKS_PER_TURN  # the procedure never sets more than a turn
-MIN_GRIPPER_TRAVEL_RAD = 0.1  # open and closed closer than this would amplify any gripper noise
 _TOP_FIELDS = ("format", "version", "arm", "kind", "motors", "limits", "gripper_closed", "gripper_open", "created")
 _MOTOR_FIELDS = ("motor_id", "model", "joint", "homing_offset", "reverse")
 

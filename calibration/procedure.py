@@ -2,9 +2,9 @@
 
 With torque off, every motor's Homing Offset is set to 0 and Drive Mode to
 forward; the person puts the arm in the reference pose (gripper closed), then in
-the second pose (gripper open). Each motor's move between the poses gives its
-direction (the sign of the move against the pose table) and, with the reference
-angle, its homing offset. Shadows are calibrated like any motor, from their own
+the second pose (gripper open); the arm's kind holds the two poses. Each motor's
+move between the poses gives its direction (the sign of the move against the
+pose table) and, with the reference angle, its homing offset. Shadows are calibrated like any motor, from their own
 readings, so a shadow mounted either way ends up reading what its primary reads.
 Nothing is kept in the motors that the file does not also say: re-running is safe.
 """
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from calibration.file import ArmCalibration, CalibrationError, MotorCalibration, gripper_limits
-from calibration.poses import DEFAULT_LIMITS, GRIPPER, REFERENCE_TEXT, reference_angles, second_angles, second_pose_text
 from robot.arm import RAD_PER_TICK, Arm, ticks_to_rad
 from robot.dynamixel.control_table import CENTER_TICK, TICKS_PER_TURN
 
@@ -38,23 +37,24 @@ def _wrapped(delta: np.ndarray) -> np.ndarray:
 def calibrate_arm(arm: Arm, prompt: Prompt) -> ArmCalibration:
     bus = arm.bus
     motors = bus.motors
+    spec = arm.spec
     primaries_first = sorted(range(len(motors)), key=lambda i: (motors[i].joint or "").endswith("_shadow"))
     bus.set_torque(False)
     for i in primaries_first:
         bus.configure(motors[i].motor_id, reverse=False, homing_offset=0)
 
-    prompt(REFERENCE_TEXT)
+    prompt(spec.calibration.reference_prompt())
     first = bus.read_state().position.astype(np.int64)
-    prompt(second_pose_text())
+    prompt(spec.calibration.second_prompt(spec.gripper))
     second = bus.read_state().position.astype(np.int64)
 
-    reference, target = reference_angles(), second_angles()
+    reference, target = spec.calibration.reference_angles(), spec.calibration.second_angles()
     moved = _wrapped(second - first)
     reverse = np.zeros(len(motors), dtype=bool)
     problems = []
     for i, m in enumerate(motors):
         joint = _joint_of(m.joint or "")
-        if joint == GRIPPER:
+        if joint == spec.gripper:
             continue
         expected = (target[joint] - reference[joint]) / RAD_PER_TICK
         ratio = moved[i] / expected
@@ -75,14 +75,14 @@ def calibrate_arm(arm: Arm, prompt: Prompt) -> ArmCalibration:
     homing = np.zeros(len(motors), dtype=np.int64)
     for i, m in enumerate(motors):
         joint = _joint_of(m.joint or "")
-        if joint == GRIPPER:
+        if joint == spec.gripper:
             continue  # read in the motor's own frame; the open/closed readings normalize it
         shown_first = shown_second[i] - (-moved[i] if reverse[i] else moved[i])
         homing[i] = round(CENTER_TICK + reference[joint] / RAD_PER_TICK - shown_first)
     for i in primaries_first:
         bus.configure(motors[i].motor_id, homing_offset=int(homing[i]))
 
-    grip = [i for i, m in enumerate(motors) if m.joint == GRIPPER][0]
+    grip = [i for i, m in enumerate(motors) if m.joint == spec.gripper][0]
     closed, open_ = (float(ticks_to_rad(first[grip])), float(ticks_to_rad(second[grip])))
     if abs(open_ - closed) < 0.1:
         raise CalibrationError(f"arm {arm.name}: the gripper (motor {motors[grip].motor_id}) hardly moved between "
@@ -92,7 +92,7 @@ def calibrate_arm(arm: Arm, prompt: Prompt) -> ArmCalibration:
         arm.name, arm.spec.kind,
         tuple(MotorCalibration(m.motor_id, m.model.name, m.joint or "", int(homing[i]), bool(reverse[i]))
               for i, m in enumerate(motors)),
-        {**DEFAULT_LIMITS, GRIPPER: gripper_limits(closed, open_)},
+        {**spec.limits, spec.gripper: gripper_limits(closed, open_)},
         closed, open_,
     )
 

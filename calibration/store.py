@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from calibration.file import ArmCalibration, CalibrationError, MotorCalibration, calibration_path, gripper_limits
-from calibration.poses import DEFAULT_LIMITS, GRIPPER
 from robot.rig import Rig, RigArm
-from robot.sim.virtual_arm import gripper_range
 
 
 def factory_calibration(arm: RigArm) -> ArmCalibration:
-    """What the virtual arms are built to: homing offset 0, reversed shadows, ALOHA's gripper range."""
+    """What the virtual arms are built to: homing offset 0, reversed shadows, the kind's gripper range."""
     shadows = {j.shadow_id: j.shadow_reversed for j in arm.spec.joints if j.shadow_id is not None}
     motors = tuple(MotorCalibration(m.motor_id, m.model.name, m.joint or "", 0, shadows.get(m.motor_id, False))
                    for m in arm.spec.motors())
-    closed, open_ = gripper_range(arm.spec)
-    limits = {**DEFAULT_LIMITS, GRIPPER: gripper_limits(closed, open_)}
-    return ArmCalibration(arm.name, arm.spec.kind, motors, limits, closed, open_, created="factory")
+    spec = arm.spec
+    limits = {**spec.limits, spec.gripper: gripper_limits(spec.gripper_closed, spec.gripper_open)}
+    return ArmCalibration(arm.name, spec.kind, motors, limits, spec.gripper_closed, spec.gripper_open,
+                          created="factory")
 
 
 def load_calibration(rig: Rig, arm: RigArm) -> tuple[ArmCalibration, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from calibration.connection import ConnectedRig
-from calibration.poses import GRIPPER
 from recording.dataset import Dataset
 from recording.layout import StateLayout
 from recording.session import EpisodeSlot, ProgressLine, RecordOptions
@@ -169,7 +168,7 @@ class KeyedRecording:
 
 def leader_grippers(connected: ConnectedRig) -> Callable[[Step], list[float]]:
     """Each leader's gripper opening (0 closed .. 1 open), from a loop step: the start gesture's input."""
-    leaders = [(a.name, connected.arms[a.name].joint_names.index(GRIPPER), connected.calibrations[a.name])
+    leaders = [(a.name, connected.arms[a.name].spec.gripper_index, connected.calibrations[a.name])
                for a in connected.rig.leaders]
 
     def openings(step: Step) -> list[float]:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from calibration.file import ArmCalibration
-from calibration.poses import GRIPPER
-from robot.arm import JOINT_NAMES, ArmState
+from robot.arm import ArmSpec, ArmState
+from robot.arm_kinds import aloha_joint_names
 
 if TYPE_CHECKING:
     from robot.rig import Rig
@@ -24,10 +24,11 @@ SIDES = ("left", "right")
 
 
 def joint_layout(dim: int) -> tuple[str, ...]:
-    """Names of the qpos/action entries where nothing says them: ALOHA's [left 7, right 7] for 14, generic
-    names otherwise."""
-    if dim == len(SIDES) * len(JOINT_NAMES):
-        return tuple(f"{side}_{joint}" for side in SIDES for joint in JOINT_NAMES)
+    """Names of the qpos/action entries where nothing says them (files recorded without state_names, ALOHA's
+    own): ALOHA's [left 7, right 7] for 14, generic names otherwise."""
+    aloha = aloha_joint_names()
+    if dim == len(SIDES) * len(aloha):
+        return tuple(f"{side}_{joint}" for side in SIDES for joint in aloha)
     return tuple(f"joint_{i}" for i in range(dim))
 
 
@@ -42,12 +43,16 @@ def rig_state_names(rig: Rig) -> tuple[str, ...]:
 class FollowerSlot:
     arm: str
     side: str
-    joint_names: tuple[str, ...]
+    spec: ArmSpec
     calibration: ArmCalibration
 
     @property
+    def joint_names(self) -> tuple[str, ...]:
+        return self.spec.joint_names
+
+    @property
     def gripper(self) -> int:
-        return self.joint_names.index(GRIPPER)
+        return self.spec.gripper_index
 
     @property
     def gripper_span(self) -> float:
@@ -64,7 +69,7 @@ class StateLayout:
     def from_connected(cls, connected: object) -> StateLayout:
         """The followers of a calibration.connection.ConnectedRig, left before right."""
         rig = connected.rig
-        return cls([FollowerSlot(a.name, a.side, connected.arms[a.name].joint_names, connected.calibrations[a.name])
+        return cls([FollowerSlot(a.name, a.side, connected.arms[a.name].spec, connected.calibrations[a.name])
                     for a in rig.followers])
 
     @property

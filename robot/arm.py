@@ -1,15 +1,19 @@
 """An arm: named joints mapped to motors on one bus, in radians.
 
 Tick 2048 is 0 rad and a turn is 4096 ticks (after calibration has set each
-motor's homing offset and direction). Shoulder and elbow carry a shadow motor
-that follows its primary through Secondary ID; the arm never commands a shadow,
-but reads it every cycle and stops on a disagreement.
+motor's homing offset and direction). What an arm is made of (joints, motors,
+gripper, calibration poses) is its kind: data, in robot/arm_kinds.yaml or a rig
+file. A joint may carry a shadow motor (ALOHA's shoulder and elbow) that follows
+its primary through Secondary ID; the arm never commands a shadow, but reads it
+every cycle and stops on a disagreement.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 
 import numpy as np
 
@@ -20,7 +24,7 @@ from robot.dynamixel.errors import DynamixelError, ShadowMismatchError, TorqueRe
 RAD_PER_TICK = 2.0 * math.pi / TICKS_PER_TURN
 RAD_S_PER_VELOCITY_UNIT = 0.229 * 2.0 * math.pi / 60.0  # Present Velocity is in 0.229 rpm
 
-JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")
+MIN_GRIPPER_TRAVEL_RAD = 0.1  # open and closed closer than this would amplify any gripper noise
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,68 @@ class JointSpec:
     shadow_reversed: bool = True  # mounted facing its primary, so it runs in reverse drive mode
 
 
+class _ReadOnlyMappings:
+    """For frozen dataclasses whose mapping fields must not change either (a kind is shared by every arm of that
+    kind): they become read-only views, pickled as plain dicts (specs travel to the simulator's processes)."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, f.name, MappingProxyType(dict(value)))
+
+    def __reduce__(self) -> tuple:
+        values = (getattr(self, f.name) for f in fields(self))
+        return type(self), tuple(dict(v) if isinstance(v, MappingProxyType) else v for v in values)
+
+
 @dataclass(frozen=True)
-class ArmSpec:
+class PoseJoint:
+    """One joint in the two calibration poses: its angles (rad) and how a person gets it from one to the other."""
+
+    reference: float
+    second: float
+    how: str
+
+
+@dataclass(frozen=True)
+class CalibrationPoses(_ReadOnlyMappings):
+    """The two poses a person puts an arm in to calibrate it. Every joint but the gripper has an angle in each;
+    the gripper is closed in the reference pose and fully open in the second."""
+
+    reference_text: str  # the reference pose, described for a person
+    joints: Mapping[str, PoseJoint] = field(hash=False)
+
+    def reference_angles(self) -> dict[str, float]:
+        return {joint: pose.reference for joint, pose in self.joints.items()}
+
+    def second_angles(self) -> dict[str, float]:
+        return {joint: pose.second for joint, pose in self.joints.items()}
+
+    def reference_prompt(self) -> str:
+        return f"REFERENCE POSE: {self.reference_text}"
+
+    def second_prompt(self, gripper: str) -> str:
+        lines = ["SECOND POSE, from the reference pose:"]
+        lines += [f"  {joint}: {pose.how}" for joint, pose in self.joints.items()]
+        lines.append(f"  {gripper}: fully OPEN")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ArmSpec(_ReadOnlyMappings):
+    """What an arm kind says (robot/arm_kinds.yaml, or a rig file's own `kinds:`): its joints in order, which
+    one is the gripper and the gripper's range, where it rests, its default limits and calibration poses."""
+
     kind: str
-    joints: tuple[JointSpec, ...]
+    joints: tuple[JointSpec, ...]  # in order: the state layout, calibration and the JointMap follow it
+    gripper: str  # the gripper joint's name
+    gripper_closed: float  # rad, as the factory-built (virtual) arm reads it
+    gripper_open: float
+    calibration: CalibrationPoses
+    limits: Mapping[str, tuple[float, float]] = field(hash=False)  # rad, every joint but the gripper
+    rest: Mapping[str, float] = field(default_factory=dict, hash=False)  # rad; joints not given rest at 0
+    description: str = ""
 
     def motors(self) -> list[Motor]:
         """Every motor on the bus, primaries and shadows, in ID order."""
@@ -50,24 +112,13 @@ class ArmSpec:
     def joint_names(self) -> tuple[str, ...]:
         return tuple(j.name for j in self.joints)
 
+    @property
+    def gripper_index(self) -> int:
+        return self.joint_names.index(self.gripper)
 
-def _interbotix_6dof(kind: str, big: str, small: str, wrist: str) -> ArmSpec:
-    """Interbotix numbering 1..9: waist, shoulder(+3), elbow(+5), forearm, wrist angle/rotate, gripper."""
-    return ArmSpec(kind, (
-        JointSpec("waist", 1, big),
-        JointSpec("shoulder", 2, big, shadow_id=3),
-        JointSpec("elbow", 4, big, shadow_id=5),
-        JointSpec("forearm_roll", 6, big),
-        JointSpec("wrist_angle", 7, big),
-        JointSpec("wrist_rotate", 8, small),
-        JointSpec("gripper", 9, wrist),
-    ))
-
-
-# ALOHA's follower and leader arms.
-VIPERX_300_6DOF = _interbotix_6dof("viperx_300_6dof", "XM540-W270", "XM430-W350", "XM430-W350")
-WIDOWX_250_6DOF = _interbotix_6dof("widowx_250_6dof", "XM430-W350", "XL430-W250", "XL430-W250")
-ARM_KINDS = {spec.kind: spec for spec in (VIPERX_300_6DOF, WIDOWX_250_6DOF)}
+    def rest_angles(self) -> dict[str, float]:
+        """Every joint but the gripper where the arm rests (rad)."""
+        return {j: self.rest.get(j, 0.0) for j in self.joint_names if j != self.gripper}
 
 
 def ticks_to_rad(ticks: np.ndarray) -> np.ndarray:

@@ -1,4 +1,7 @@
-"""The rig file: arms (ports, motors, roles), leader->follower pairs, cameras, pedal, control rate.
+"""The rig file: arms (ports, kinds, roles), leader->follower pairs, cameras, pedal, control rate.
+
+Each arm names its kind: a built-in one (robot/arm_kinds.yaml) or one the file
+defines under `kinds:` with the same fields.
 
 A rig is a YAML file, or one of the presets shipped in robot/rigs/ ("aloha" for
 hardware, "sim" for the virtual rig). Presets go through the same loader as any
@@ -20,8 +23,9 @@ from typing import Any
 
 import yaml
 
-from robot.arm import ARM_KINDS, JOINT_NAMES, ArmSpec, JointSpec
-from robot.dynamixel.control_table import BAUD_RATES, MODELS
+from robot.arm import ArmSpec
+from robot.arm_kinds import KINDS_FILE, builtin_kinds, check_motor_ids, parse_joint, parse_kind
+from robot.dynamixel.control_table import BAUD_RATES
 
 VIRTUAL_PORT = "virtual"  # the sim rig's arms get their pseudo-terminal when the rig starts
 SIM_DEVICE = "sim"  # a camera the sim world renders; every camera of the sim rig has it
@@ -288,12 +292,11 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 
 _ARM_FIELDS = ("role", "side", "port", "baud", "kind", "joints", "gripper_current_limit")
-_JOINT_FIELDS = ("id", "model", "shadow", "shadow_reversed")
 
 
 def parse_rig(data: Any, source: str) -> Rig:
-    top = Fields(source, "", data, ("name", "arms", "pairs", "cameras", "pedal", "control_hz", "calibration_dir",
-                                      "read_deadline_ms", "bus_latency_ms"))
+    top = Fields(source, "", data, ("name", "kinds", "arms", "pairs", "cameras", "pedal", "control_hz",
+                                      "calibration_dir", "read_deadline_ms", "bus_latency_ms"))
     name = top.get("name", str, Path(source).stem)
     if not RIG_NAME.fullmatch(name):
         raise top.error("name", f"{name!r}{'' if 'name' in top.data else ' (the file name)'} is not a rig name: "
@@ -301,7 +304,8 @@ def parse_rig(data: Any, source: str) -> Rig:
     arms_section = top.section("arms", _keys(top.data.get("arms")))
     if not arms_section.data:
         raise top.error("arms", "a rig needs at least one arm")
-    arms = tuple(_parse_arm(arms_section, arm_name) for arm_name in arms_section.names())
+    kinds = _parse_kinds(top)
+    arms = tuple(_parse_arm(arms_section, arm_name, kinds) for arm_name in arms_section.names())
     _one_each(arms_section, "port", {a.name: a.port for a in arms if not a.virtual}, "its own port (U2D2 adapter)")
     pairs = _parse_pairs(top, arms)
     cameras_section = top.section("cameras", _keys(top.data.get("cameras")), {})
@@ -347,14 +351,29 @@ def _camera_device_path(device: str) -> str:
     return f"/dev/video{device}" if device.isdigit() else device
 
 
-def _parse_arm(arms: Fields, name: str) -> RigArm:
+def _parse_kinds(top: Fields) -> dict[str, ArmSpec]:
+    """The built-in kinds and the rig file's own (its `kinds:` section, the fields of arm_kinds.yaml), by name."""
+    section = top.section("kinds", _keys(top.data.get("kinds")), {})
+    builtin = builtin_kinds()
+    kinds = dict(builtin)
+    for name in section.names():
+        if name in builtin:
+            raise section.error(name, f"{name!r} is the name of a built-in kind ({builtin[name].description}, in "
+                                      f"{KINDS_FILE}); give this rig's own kind another name")
+        kinds[name] = parse_kind(section, name)
+    return kinds
+
+
+def _parse_arm(arms: Fields, name: str, kinds: dict[str, ArmSpec]) -> RigArm:
     a = arms.section(name, _ARM_FIELDS)
     role = a.get("role", str, choices=ROLES)
     side = a.get("side", str, "right" if "right" in name else "left", SIDES)
     baud = a.get("baud", int, 1_000_000, tuple(BAUD_RATES))
-    kind = a.get("kind", str, None, tuple(ARM_KINDS))
-    joints = _parse_joints(a, ARM_KINDS[kind] if kind else None)
-    spec = ArmSpec(kind or f"custom_{name}", joints)
+    if "kind" not in a.data:
+        raise a.error("kind", f"required field is missing: name the arm's kind, a built-in one "
+                              f"({', '.join(builtin_kinds())}), or define one under a top-level `kinds:` section of "
+                              f"this file with the fields of {KINDS_FILE} and give its name")
+    spec = _with_joint_overrides(a, kinds[a.get("kind", str, choices=tuple(kinds))])
     limit = a.get("gripper_current_limit", int, 300)
     if not 0 < limit <= 2000:
         raise a.error("gripper_current_limit", f"{limit} mA is outside 1..2000")
@@ -362,39 +381,27 @@ def _parse_arm(arms: Fields, name: str) -> RigArm:
     return RigArm(name, role, spec, port, baud, side, limit, virtual=port == VIRTUAL_PORT)
 
 
-def _parse_joints(arm: Fields, base: ArmSpec | None) -> tuple[JointSpec, ...]:
-    """The kind's joints, with any joint the file lists replaced; without a kind all joints are required."""
-    given = arm.section("joints", JOINT_NAMES, {})
-    by_name = {j.name: j for j in base.joints} if base else {}
-    for joint_name in given.data:
-        j = given.section(joint_name, _JOINT_FIELDS)
-        by_name[joint_name] = JointSpec(
-            joint_name,
-            _motor_id(j, "id", j.get("id", int)),
-            j.get("model", str, choices=tuple(MODELS)),
-            _motor_id(j, "shadow", j.get("shadow", int, None)),
-            j.get("shadow_reversed", bool, True),
-        )
-    missing = [n for n in JOINT_NAMES if n not in by_name]
-    if missing:
-        raise arm.error("joints", f"missing joint(s) {', '.join(missing)}: give them, or a kind "
-                                  f"({', '.join(ARM_KINDS)}) to take them from")
-    joints = tuple(by_name[n] for n in JOINT_NAMES)
-    ids = [i for j in joints for i in (j.motor_id, j.shadow_id) if i is not None]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    if repeated:
-        raise arm.error("joints", f"motor ID(s) {repeated} are used twice on one bus")
-    return joints
+def _with_joint_overrides(arm: Fields, kind: ArmSpec) -> ArmSpec:
+    """The kind, with any joint the arm's `joints:` lists given other motors (id, model, shadow)."""
+    _known_joints(arm, "joints", kind.joint_names, f"a {kind.kind} has joints")
+    given = arm.section("joints", kind.joint_names, {})
+    overrides = {joint: parse_joint(given, joint) for joint in given.data}
+    joints = tuple(overrides.get(j.name, j) for j in kind.joints)
+    check_motor_ids(arm, joints)
+    return dataclasses.replace(kind, joints=joints)
 
 
-def _motor_id(fields: Fields, key: str, value: int | None) -> int | None:
-    if value is not None and not 0 <= value <= 252:
-        raise fields.error(key, f"motor ID {value} is outside 0..252")
-    return value
+def _known_joints(fields: Fields, key: str, joints: tuple[str, ...], whose: str) -> None:
+    """Every key of the mapping `key` is one of `joints` (refused naming the joints there are)."""
+    given = fields.data.get(key)
+    for joint in given if isinstance(given, dict) else ():
+        if joint not in joints:
+            raise fields.error(f"{key}.{joint}", f"unknown joint; {whose} {', '.join(joints)}")
 
 
 def _parse_pairs(top: Fields, arms: tuple[RigArm, ...]) -> tuple[Pairing, ...]:
     roles = {a.name: a.role for a in arms}
+    specs = {a.name: a.spec for a in arms}
     items = top.get("pairs", list, [])
     pairs, used = [], set()
     for i, item in enumerate(items):
@@ -407,14 +414,30 @@ def _parse_pairs(top: Fields, arms: tuple[RigArm, ...]) -> tuple[Pairing, ...]:
         if p.data["follower"] in used:
             raise p.error("follower", f"{p.data['follower']} is already driven by another leader")
         used.add(p.data["follower"])
-        offsets = p.section("offsets", JOINT_NAMES, {})
-        signs = p.section("signs", JOINT_NAMES, {})
+        leader, follower = specs[p.data["leader"]], specs[p.data["follower"]]
+        if (leader.joint_names, leader.gripper) != (follower.joint_names, follower.gripper):
+            raise p.error("leader", f"{p.data['leader']} is a {leader.kind} ({_joints_text(leader)}) and "
+                                    f"{p.data['follower']} a {follower.kind} ({_joints_text(follower)}): a leader "
+                                    "drives its follower joint for joint, so both need the same joints in the same "
+                                    "order")
+        arm_joints = tuple(j for j in follower.joint_names if j != follower.gripper)
+        for key in ("offsets", "signs"):
+            if isinstance(p.data.get(key), dict) and follower.gripper in p.data[key]:
+                raise p.error(f"{key}.{follower.gripper}", "the gripper maps through its opening (0 closed .. 1 "
+                                                           "open); offsets and signs are for the other joints")
+            _known_joints(p, key, arm_joints, f"follower {p.data['follower']} ({follower.kind}) has joints")
+        offsets = p.section("offsets", arm_joints, {})
+        signs = p.section("signs", arm_joints, {})
         pairs.append(Pairing(
             p.data["leader"], p.data["follower"],
             {j: offsets.number(j, math.tau) for j in offsets.data},  # rad; more than a turn is a typo
             {j: signs.get(j, int, choices=(1, -1)) for j in signs.data},
         ))
     return tuple(pairs)
+
+
+def _joints_text(spec: ArmSpec) -> str:
+    return f"joints {', '.join(spec.joint_names)}; gripper {spec.gripper}"
 
 
 def _parse_camera(cameras: Fields, name: str) -> CameraConfig:

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from dynamixel_sdk import PacketHandler, PortHandler
 
-from robot.arm import VIPERX_300_6DOF, Arm
+from robot.arm import Arm
+from robot.arm_kinds import builtin_kinds
 from robot.dynamixel.bus import DynamixelBus, Motor
 from robot.dynamixel.control_table import get_model
 from robot.sim.virtual_arm import virtual_arm_bus
@@ -39,8 +40,9 @@ def driver(vbus):
 @pytest.fixture
 def follower():
     """A ViperX 300 arm (9 motors, two shadows) on a virtual bus, opened through the driver."""
-    with virtual_arm_bus("follower_left", VIPERX_300_6DOF) as vbus:
-        arm = Arm.on_port("follower_left", VIPERX_300_6DOF, vbus.port, read_deadline_s=0.05).open()
+    spec = builtin_kinds()["viperx_300_6dof"]
+    with virtual_arm_bus("follower_left", spec) as vbus:
+        arm = Arm.on_port("follower_left", spec, vbus.port, read_deadline_s=0.05).open()
         for motor_id in arm.bus.ids:
             arm.bus.configure(motor_id)
         yield arm, vbus

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from calibration.file import ArmCalibration, CalibrationError
-from calibration.poses import reference_angles, second_angles
 from calibration.procedure import calibrate_arm, check_arm
-from robot.arm import RAD_PER_TICK, VIPERX_300_6DOF, WIDOWX_250_6DOF, Arm
+from robot.arm import RAD_PER_TICK, Arm
+from robot.arm_kinds import builtin_kinds
 from robot.sim.hand import Mount, pose_arm
 from robot.sim.virtual_arm import virtual_arm_bus
 
@@ -17,6 +17,7 @@ MOUNTING = {
     6: Mount(-1, 700), 7: Mount(1, 3900), 8: Mount(-1, 2048), 9: Mount(1, 2048),
 }
 GRIPPER_CLOSED, GRIPPER_OPEN = -0.4, 0.9
+WIDOWX = builtin_kinds()["widowx_250_6dof"]
 
 
 def _person(vbus, spec, mounting, poses):
@@ -32,17 +33,17 @@ def _person(vbus, spec, mounting, poses):
 
 
 def _reference():
-    return {**reference_angles(), "gripper": GRIPPER_CLOSED}
+    return {**WIDOWX.calibration.reference_angles(), "gripper": GRIPPER_CLOSED}
 
 
 def _second():
-    return {**second_angles(), "gripper": GRIPPER_OPEN}
+    return {**WIDOWX.calibration.second_angles(), "gripper": GRIPPER_OPEN}
 
 
 @pytest.fixture
 def raw_arm():
-    with virtual_arm_bus("leader_left", WIDOWX_250_6DOF) as vbus:
-        arm = Arm.on_port("leader_left", WIDOWX_250_6DOF, vbus.port, read_deadline_s=0.05).open()
+    with virtual_arm_bus("leader_left", WIDOWX) as vbus:
+        arm = Arm.on_port("leader_left", WIDOWX, vbus.port, read_deadline_s=0.05).open()
         yield arm, vbus
         arm.close()
 
@@ -142,7 +143,7 @@ def test_a_file_for_other_motors_is_refused(raw_arm, tmp_path):
     calibration = calibrate_arm(arm, prompt)
     # the rig now says this arm is a ViperX 300 (bigger motors): the file does not fit
     with pytest.raises(CalibrationError, match="motor 1 XM540-W270 \\(waist\\)"):
-        calibration.check_spec(VIPERX_300_6DOF, "leader_left.json", arm="leader_left")
+        calibration.check_spec(builtin_kinds()["viperx_300_6dof"], "leader_left.json", arm="leader_left")
     # the live bus has a different model on ID 1 than the file says
     path = tmp_path / "leader_left.json"
     calibration.save(path)
@@ -167,6 +168,8 @@ def test_bad_files_name_the_file_and_the_problem(tmp_path, content, message):
     assert str(path) in str(info.value)
 
 
-def test_second_pose_moves_every_joint():
-    ref, second = reference_angles(), second_angles()
+@pytest.mark.parametrize("kind", sorted(builtin_kinds()))
+def test_second_pose_moves_every_joint(kind):
+    poses = builtin_kinds()[kind].calibration
+    ref, second = poses.reference_angles(), poses.second_angles()
     assert all(abs(second[j] - ref[j]) >= math.pi / 4 for j in ref)

@@ -4,10 +4,12 @@ import functools
 import os
 import threading
 
-from robot.arm import WIDOWX_250_6DOF
+from robot.arm_kinds import builtin_kinds
 from robot.dynamixel.bus import DynamixelBus
 from robot.sim.bus_process import VirtualBusProcess
 from robot.sim.virtual_arm import virtual_arm_bus, virtual_arm_motors
+
+WIDOWX = builtin_kinds()["widowx_250_6dof"]
 
 
 def _open_fds() -> set[str]:
@@ -16,9 +18,9 @@ def _open_fds() -> set[str]:
 
 def test_in_process_bus_leaves_nothing_behind():
     fds, threads = _open_fds(), threading.active_count()
-    with virtual_arm_bus("leader", WIDOWX_250_6DOF) as vbus:
+    with virtual_arm_bus("leader", WIDOWX) as vbus:
         port = vbus.port
-        with DynamixelBus(port, WIDOWX_250_6DOF.motors()) as bus:
+        with DynamixelBus(port, WIDOWX.motors()) as bus:
             bus.read_state(deadline_s=0.5)  # lifecycle, not timing: a loaded machine must not fail it
     assert _open_fds() == fds
     assert threading.active_count() == threads
@@ -26,10 +28,10 @@ def test_in_process_bus_leaves_nothing_behind():
 
 
 def test_bus_process_stops_and_its_child_exits():
-    make = functools.partial(virtual_arm_motors, WIDOWX_250_6DOF)
+    make = functools.partial(virtual_arm_motors, WIDOWX)
     with VirtualBusProcess(make, name="leader") as vbus:
         child = vbus._process
-        with DynamixelBus(vbus.port, WIDOWX_250_6DOF.motors()) as bus:
+        with DynamixelBus(vbus.port, WIDOWX.motors()) as bus:
             vbus.call("drop_next", 1)
             # faults reach the child through call(); the deadline is loose for a loaded machine
             assert bus.read_state(deadline_s=0.5).attempts >= 2

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from calibration.connection import connect
-from calibration.poses import GRIPPER
 from recording.cli import main as record_main
 from recording.dataset import Dataset, DatasetInfo
 from recording.inspect import main as inspect_main
@@ -28,7 +27,6 @@ from robot.clock import RealClock
 from robot.loop import ControlLoop
 from robot.rig import load_rig
 from robot.sim.hand import pose_arm
-from robot.sim.virtual_arm import gripper_range
 from robot.sim.virtual_rig import virtual_buses
 from robot.sim.world_process import SimWorldProcess
 from teleop.controller import TeleopController
@@ -185,8 +183,7 @@ def test_keys_start_stop_rerecord_and_discard(keyed_rig, tmp_path):
 def test_closing_both_leader_grippers_starts_an_episode(keyed_rig, tmp_path):
     connected, buses = keyed_rig
     for leader in connected.rig.leaders:
-        closed, _ = gripper_range(leader.spec)
-        pose_arm(buses[leader.name], leader.spec, {GRIPPER: closed})
+        pose_arm(buses[leader.name], leader.spec, {leader.spec.gripper: leader.spec.gripper_closed})
     dataset, session, _ = run_keyed(connected, tmp_path, {}, episodes=1, gesture=leader_grippers(connected))
     assert session.saved == [0] and Dataset.open(dataset.root).episode(0).length == 10
 

@@ -58,7 +58,16 @@ def test_a_user_file_loads_with_overrides(tmp_path):
     (lambda d: d["arms"]["leader_left"].update(baud=250000), "arms.leader_left.baud", "250000 is not one of"),
     (lambda d: d["arms"]["leader_left"].update(kind="ur5"), "arms.leader_left.kind", "'ur5' is not one of"),
     (lambda d: d["arms"]["leader_left"].pop("port"), "arms.leader_left.port", "required field is missing"),
-    (lambda d: d["arms"]["leader_left"].pop("kind"), "arms.leader_left.joints", "missing joint(s) waist"),
+    (lambda d: d["arms"]["leader_left"].pop("kind"), "arms.leader_left.kind",
+     "required field is missing: name the arm's kind, a built-in one (viperx_300_6dof, widowx_250_6dof, "
+     "koch_follower, koch_leader), or define one under a top-level `kinds:` section"),
+    (lambda d: d["arms"]["leader_left"].update(joints={"wrist": {"id": 1, "model": "XM430-W350"}}),
+     "arms.leader_left.joints.wrist", "unknown joint; a widowx_250_6dof has joints waist, shoulder, elbow, "
+     "forearm_roll, wrist_angle, wrist_rotate, gripper"),
+    (lambda d: d["pairs"][0]["offsets"].update(wrist=0.1), "pairs[0].offsets.wrist",
+     "unknown joint; follower follower_left (viperx_300_6dof) has joints waist, shoulder, elbow, forearm_roll, "
+     "wrist_angle, wrist_rotate"),
+    (lambda d: d["pairs"][0]["signs"].update(gripper=-1), "pairs[0].signs.gripper", "the gripper maps through"),
     (lambda d: d["arms"]["leader_left"].update(joints={"waist": {"id": 2, "model": "XM430-W350"}}),
      "arms.leader_left.joints", "motor ID(s) [2] are used twice"),
     (lambda d: d["arms"]["leader_left"].update(joints={"waist": {"id": 1, "model": "XM999"}}),

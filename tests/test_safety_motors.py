@@ -17,7 +17,8 @@ from deploy.inference import ChunkPredictor
 from deploy.rollout import DeployOptions, run_rollout
 from deploy.runner import PolicyStalledError
 from policies.checkpoint import MODEL_FILE, CheckpointError, load_checkpoint
-from robot.arm import VIPERX_300_6DOF, Arm, NonFiniteCommandError, rad_to_ticks
+from robot.arm import Arm, NonFiniteCommandError, rad_to_ticks
+from robot.arm_kinds import builtin_kinds
 from robot.clock import RealClock
 from robot.dynamixel.errors import TorqueReleaseError
 from robot.loop import ControlLoop, JointLimits
@@ -179,8 +180,9 @@ def test_a_checkpoint_whose_finite_weights_overflow_is_refused(checkpoint, tmp_p
 # -- every stop releases every motor it can ----------------------------------------------------------------------
 @pytest.fixture
 def torqued_arm():
-    with virtual_arm_bus("follower_left", VIPERX_300_6DOF) as vbus:
-        arm = Arm.on_port("follower_left", VIPERX_300_6DOF, vbus.port, read_deadline_s=0.2,
+    spec = builtin_kinds()["viperx_300_6dof"]
+    with virtual_arm_bus("follower_left", spec) as vbus:
+        arm = Arm.on_port("follower_left", spec, vbus.port, read_deadline_s=0.2,
                           transaction_attempts=2).open()
         arm.set_torque(True)
         yield arm, vbus

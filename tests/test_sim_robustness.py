@@ -18,7 +18,7 @@ from calibration.connection import connect
 from robot.arm import ticks_to_rad
 from robot.rig import load_rig
 from robot.sim.child_process import ChildProcess, ChildStartError
-from robot.sim.virtual_arm import gripper_angle, gripper_range, start_positions
+from robot.sim.virtual_arm import gripper_angle, start_positions
 from robot.sim.virtual_rig import virtual_buses
 from robot.sim.world_process import SimWorldProcess
 
@@ -32,11 +32,11 @@ def test_fresh_sim_rig_passes_its_own_calibration_check(arm, tmp_path, capsys):
 @pytest.mark.parametrize("kind", ["viperx_300_6dof", "widowx_250_6dof"])
 def test_virtual_gripper_rests_inside_its_range(kind):
     spec = next(a.spec for a in load_rig("sim").arms if a.spec.kind == kind)
-    closed, open_ = sorted(gripper_range(spec))
+    closed, open_ = sorted((spec.gripper_closed, spec.gripper_open))
     for opening in (0.0, 1.0):
         assert closed <= gripper_angle(spec, opening) <= open_
-    assert gripper_angle(spec, 1.0) == pytest.approx(gripper_range(spec)[1], abs=0.002)  # one tick at most
-    assert float(ticks_to_rad(start_positions(spec)["gripper"])) == gripper_angle(spec, 1.0)  # starts open
+    assert gripper_angle(spec, 1.0) == pytest.approx(spec.gripper_open, abs=0.002)  # one tick at most
+    assert float(ticks_to_rad(start_positions(spec)[spec.gripper])) == gripper_angle(spec, 1.0)  # starts open
 
 
 # -- a loaded machine ---------------------------------------------------------------------------------------

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 
 from calibration.connection import connect
-from calibration.poses import GRIPPER
 from robot.clock import RealClock
 from robot.dynamixel.errors import NoResponseError
 from robot.loop import ControlLoop, TooFarError
 from robot.rig import load_rig
 from robot.sim.hand import pose_arm
-from robot.sim.virtual_arm import gripper_angle, gripper_range
+from robot.sim.virtual_arm import gripper_angle
 from robot.sim.virtual_rig import virtual_buses
 from teleop.controller import TeleopController
 
@@ -36,9 +35,9 @@ def _loop(connected, **options):
 
 
 def _pose(arm_cfg, fraction_open, **joints):
-    closed, open_ = gripper_range(arm_cfg.spec)
-    gripper = closed + fraction_open * (open_ - closed)
-    return {**dict.fromkeys(arm_cfg.spec.joint_names, 0.0), **joints, GRIPPER: gripper}
+    spec = arm_cfg.spec
+    gripper = spec.gripper_closed + fraction_open * (spec.gripper_open - spec.gripper_closed)
+    return {**dict.fromkeys(spec.joint_names, 0.0), **joints, spec.gripper: gripper}
 
 
 def test_followers_track_the_leaders(rig):
@@ -57,7 +56,8 @@ def test_followers_track_the_leaders(rig):
     joints = connected.arms["follower_left"].joint_names
     np.testing.assert_allclose(follower[:6], [pose[j] for j in joints[:6]], atol=TRACKING_TOLERANCE_RAD)
     # the gripper went through its normalized value: a quarter open on the leader, a quarter open here
-    closed, open_ = gripper_range(connected.rig.arm("follower_left").spec)
+    spec = connected.rig.arm("follower_left").spec
+    closed, open_ = spec.gripper_closed, spec.gripper_open
     assert (follower[6] - closed) / (open_ - closed) == pytest.approx(0.25, abs=0.01)
     assert np.abs(states["follower_right"].position[:6]).max() < TRACKING_TOLERANCE_RAD  # its leader rests
 
@@ -175,6 +175,6 @@ def test_sine_motion_is_smooth_and_starts_at_rest():
     arm = load_rig("sim").arm("leader_left")
     rest = sine_pose(arm, 0.0)
     assert all(rest[j] == 0.0 for j in arm.spec.joint_names[:6])
-    assert rest[GRIPPER] == pytest.approx(gripper_angle(arm.spec, 1.0))
+    assert rest[arm.spec.gripper] == pytest.approx(gripper_angle(arm.spec, 1.0))
     speeds = [abs(sine_pose(arm, t + 0.02)["waist"] - sine_pose(arm, t)["waist"]) / 0.02 for t in np.arange(0, 20, 0.1)]
     assert max(speeds) < 0.4 * 2 * math.pi * 0.3 * 1.2

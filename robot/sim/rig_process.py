@@ -25,14 +25,15 @@ LEADER_MOTIONS = ("still", "sine")
 def sine_pose(arm: RigArm, t: float, fade_in_s: float = 10.0) -> dict[str, float]:
     """A smooth wave through every joint (0.3 Hz, up to +-0.4 rad) and the gripper closing and opening.
 
-    It starts from rest (joints at 0, gripper open) and fades in, as a person who
-    first holds still while the followers come to the leaders' pose.
+    It starts from rest (the kind's rest pose, where the virtual arm starts, gripper open) and fades in, as a
+    person who first holds still while the followers come to the leaders' pose.
     """
     gain = min(1.0, t / fade_in_s)
     phase = 0.0 if arm.side == "left" else math.pi / 3
-    pose = {j.name: gain * 0.4 * math.sin(2 * math.pi * 0.3 * t + 0.7 * i + phase)
+    rest = arm.spec.rest_angles()
+    pose = {j.name: rest.get(j.name, 0.0) + gain * 0.4 * math.sin(2 * math.pi * 0.3 * t + 0.7 * i + phase)
             for i, j in enumerate(arm.spec.joints)}
-    pose["gripper"] = gripper_angle(arm.spec, 1 - gain * (0.5 - 0.5 * math.cos(2 * math.pi * 0.2 * t + phase)))
+    pose[arm.spec.gripper] = gripper_angle(arm.spec, 1 - gain * (0.5 - 0.5 * math.cos(2 * math.pi * 0.2 * t + phase)))
     return pose
 
 

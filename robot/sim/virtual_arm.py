@@ -6,26 +6,19 @@ import math
 import time
 from collections.abc import Callable, Mapping
 
-from robot.arm import RAD_PER_TICK, ArmSpec, ticks_to_rad
+from robot.arm import RAD_PER_TICK, ArmSpec, rad_to_ticks, ticks_to_rad
 from robot.dynamixel.control_table import CENTER_TICK, get_model
 from robot.sim.virtual_bus import VirtualBus
 from robot.sim.virtual_motor import VirtualMotor
-
-# Gripper (closed, open) in rad as the virtual arms read them: ALOHA's leader and follower gripper ranges.
-GRIPPER_RANGE = {"widowx_250_6dof": (-1.65, -0.8), "viperx_300_6dof": (-0.6213, 1.4910)}
-
-
-def gripper_range(spec: ArmSpec) -> tuple[float, float]:
-    return GRIPPER_RANGE.get(spec.kind, (-0.5, 0.5))
 
 
 def gripper_ticks(spec: ArmSpec, opening: float) -> int:
     """The tick nearest `opening` (0 closed .. 1 open) that still reads inside the gripper range.
 
-    The range's ends are ALOHA's figures in rad, not whole ticks: the nearest tick to an end can read a
-    hair beyond it (the follower's open end, 1.4910 rad, is tick 3019.98), and a motor rests on a tick.
+    The range's ends are the kind's figures in rad, not whole ticks: the nearest tick to an end can read a
+    hair beyond it (ALOHA's follower open end, 1.4910 rad, is tick 3019.98), and a motor rests on a tick.
     """
-    closed, open_ = gripper_range(spec)
+    closed, open_ = spec.gripper_closed, spec.gripper_open
     lo, hi = sorted((closed, open_))
     first, last = math.ceil(lo / RAD_PER_TICK + CENTER_TICK), math.floor(hi / RAD_PER_TICK + CENTER_TICK)
     return min(max(round((closed + opening * (open_ - closed)) / RAD_PER_TICK + CENTER_TICK), first), last)
@@ -37,8 +30,10 @@ def gripper_angle(spec: ArmSpec, opening: float) -> float:
 
 
 def start_positions(spec: ArmSpec) -> dict[str, int]:
-    """Every joint at 0 rad, the gripper open (as far as it opens inside its range)."""
-    return {"gripper": gripper_ticks(spec, 1.0)}
+    """Every joint where the kind rests (0 rad unless it says), the gripper open (as far as it opens inside its
+    range)."""
+    ticks = {joint: int(rad_to_ticks(angle)) for joint, angle in spec.rest_angles().items()}
+    return {**ticks, spec.gripper: gripper_ticks(spec, 1.0)}
 
 
 def virtual_arm_motors(

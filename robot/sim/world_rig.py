@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robot.arm import RAD_PER_TICK
+from robot.arm_kinds import ALOHA_FOLLOWER, builtin_kinds
 from robot.dynamixel.control_table import CENTER_TICK
 from robot.rig import Rig
 from robot.sim.expert import Contacts, Expert
@@ -52,6 +53,17 @@ class WorldStatus:
     joints: dict[str, list[float]]  # per side: the follower's 6 joints and gripper motor angle, rad
 
 
+def check_world_arms(rig: Rig) -> None:
+    """The world's arms are ALOHA's ViperX followers: a virtual follower of another kind cannot be simulated."""
+    aloha = builtin_kinds()[ALOHA_FOLLOWER]
+    for arm in rig.arms:
+        if arm.role == "follower" and arm.virtual and arm.spec.joint_names != aloha.joint_names:
+            raise ValueError(f"{rig.source}: follower {arm.name} is a {arm.spec.kind} (joints "
+                             f"{', '.join(arm.spec.joint_names)}); the simulated world holds {aloha.description} "
+                             f"arms ({', '.join(aloha.joint_names)}): run simulated tasks on such a rig, or this "
+                             "rig's virtual arms without a task")
+
+
 class WorldRig:
     """Owns the world, the buses and the operator; one thread calls its methods (the process's server)."""
 
@@ -60,6 +72,7 @@ class WorldRig:
                  frames: dict[str, str] | None = None, operator: str = "expert") -> None:
         if operator not in OPERATOR_MODES:
             raise ValueError(f"operator {operator!r} is not one of {', '.join(OPERATOR_MODES)}")
+        check_world_arms(rig)
         self.world = World(task, image_size=image_size, render=render)
         stack.callback(self.world.close)
         self.followers = [a for a in rig.arms if a.role == "follower" and a.virtual]
@@ -224,7 +237,7 @@ class WorldRig:
             pose = {}
             for j, angle in zip(follower.spec.joint_names[:6], joints, strict=True):
                 pose[j] = (angle - pairing.offsets.get(j, 0.0)) * pairing.signs.get(j, 1)
-            pose["gripper"] = gripper_angle(leader.spec, float(np.clip(opening, 0.0, 1.0)))
+            pose[leader.spec.gripper] = gripper_angle(leader.spec, float(np.clip(opening, 0.0, 1.0)))
             if leader.name in self.buses:
                 pose_arm(self.buses[leader.name], leader.spec, pose)
 
