@@ -29,8 +29,10 @@ deadline) is printed as failed and the next one goes on. --repeat runs the
 whole sequence again: on a shared machine the spread between repeats is as
 large as the differences between modes.
 
-The synthetic cameras serve pre-drawn frames with texture and noise (JPEG
-sizes like a real scene's), a new one at 60 fps as ALOHA's cameras deliver.
+The synthetic cameras (robot/camera_synthetic.py, the rig file's `type:
+synthetic`) serve pre-drawn frames with texture and noise (JPEG sizes like a
+real scene's), a new one at 60 fps as ALOHA's cameras deliver, each through its
+own reader thread as a real camera's frames come.
 
     python3 bench/record.py [--seconds 60] [--dir /tmp] [--pin emulator|emulator+writer] [--repeat 1]
 """
@@ -48,23 +50,22 @@ from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import numpy as np  # noqa: E402
-
 from calibration.connection import connect  # noqa: E402
 from recording.layout import StateLayout  # noqa: E402
 from recording.recorder import EpisodeRecorder  # noqa: E402
 from recording.writer import EpisodeWriter  # noqa: E402
-from robot.cameras import Frame  # noqa: E402
+from robot.cameras import open_cameras  # noqa: E402
 from robot.clock import RealClock  # noqa: E402
 from robot.display import live_view  # noqa: E402
 from robot.dynamixel.errors import NoResponseError  # noqa: E402
 from robot.loop import ControlLoop  # noqa: E402
-from robot.rig import load_rig  # noqa: E402
+from robot.rig import CameraConfig, load_rig  # noqa: E402
 from robot.sim.rig_process import VirtualRigProcess  # noqa: E402
 from teleop.controller import TeleopController  # noqa: E402
 
 CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
 SIZE = (480, 640)
+CAMERA_CONFIGS = tuple(CameraConfig(name, "bench", SIZE[1], SIZE[0], fps=60, type="synthetic") for name in CAMERAS)
 LOOP_CPUS, EMULATOR_CPUS = {0}, {1}  # with --pin
 
 
@@ -91,29 +92,9 @@ def stolen_s() -> float | None:
         return None
 
 
-class SyntheticCamera:
-    """Pre-drawn frames, the newest one by wall time at `fps`: what a camera's reader thread holds."""
-
-    def __init__(self, name: str, seed: int, fps: float = 60.0, pool: int = 30) -> None:
-        rng = np.random.default_rng(seed)
-        h, w = SIZE
-        y, x = np.mgrid[0:h, 0:w]
-        base = np.stack([(x * 0.4 + seed * 30) % 256, (y * 0.5) % 256, ((x + y) * 0.2) % 256], axis=-1)
-        self.frames = [np.clip(base + rng.normal(0, 12, base.shape) + 5 * i, 0, 255).astype(np.uint8)
-                       for i in range(pool)]
-        self.name, self.fps, self.start = name, fps, time.perf_counter()
-
-    def latest(self) -> Frame:
-        index = int((time.perf_counter() - self.start) * self.fps)
-        return Frame(self.frames[index % len(self.frames)], self.start + index / self.fps, index)
-
-    def close(self) -> None:
-        pass
-
-
 def run(connected, seconds: float, directory: Path | None, compress: bool,
         writer_cpus: set[int] | None = None, display: Path | None = None) -> dict:
-    cameras = {name: SyntheticCamera(name, i) for i, name in enumerate(CAMERAS)}
+    cameras = open_cameras(CAMERA_CONFIGS)
     layout = StateLayout.from_connected(connected)
     clock = RealClock()
     loop = ControlLoop(connected.arms, TeleopController(connected.joint_maps()), connected.limits(), clock,
@@ -142,6 +123,8 @@ def run(connected, seconds: float, directory: Path | None, compress: bool,
         raise
     finally:
         loop.close()
+        for camera in cameras.values():
+            camera.close()
     steal = None if steal_before is None or steal_after is None else (steal_after - steal_before) * 1e3
     result = {"summary": loop.summary(), "steal_ms": steal, "cpu": cpu}
     if view is not None:

@@ -24,7 +24,7 @@ from recording.layout import StateLayout
 from recording.session import RecordOptions, dataset_info, open_dataset, warn_if_low_space
 from robot.clock import RealClock
 from robot.commands import STOP_KEYS, open_rig_arms
-from robot.rig import SIM_DEVICE, Rig
+from robot.rig import Rig
 from robot.sim.tasks import task_description
 from teleop.keys import open_keys
 from teleop.pedal import open_pedal
@@ -50,12 +50,12 @@ class HardwareRun:
 def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: HardwareRun,
                  say: Callable[[str], None] = print) -> list[RolloutResult]:
     """Run `run.episodes` policy episodes; returns the finished ones (q between episodes ends the run early)."""
-    from robot.cameras import open_cameras
+    from robot.cameras import open_cameras, opened_by_world
 
     check_rig(checkpoint, rig, run.camera_map)
     fed = camera_sources(checkpoint.config.camera_names, run.camera_map).values()
     wanted = set(fed) | ({c.name for c in rig.cameras} if run.dataset or run.display else set())
-    configs = [c for c in rig.cameras if c.name in wanted and c.device != SIM_DEVICE]
+    configs = [c for c in rig.cameras if c.name in wanted and not opened_by_world(c)]
     sizes = {c.name: (c.height, c.width) for c in configs}
     if run.dataset:
         check_dataset(run.dataset, existing_dataset(run.dataset), rig, sizes, run.compress)

@@ -45,7 +45,7 @@ from robot.commands import (
 )
 from robot.display import live_view
 from robot.loop import ControlLoop
-from robot.rig import SIM_DEVICE, Rig
+from robot.rig import Rig
 from robot.sim.render_style import DEFAULT_RENDER
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES, task_description
 from teleop.controller import TeleopController
@@ -142,7 +142,7 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
 
 
 def record_hardware(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> int:
-    from robot.cameras import open_cameras
+    from robot.cameras import open_cameras, opened_by_world
 
     motion = Motion.from_args(args)
     steps = round((args.seconds or HARDWARE_EPISODE_S) * rig.control_hz)
@@ -155,7 +155,7 @@ def record_hardware(args: argparse.Namespace, rig: Rig, options: RecordOptions) 
                              "use --start gesture, or run in a terminal or with a display")
         rig = open_rig_arms(rig, stack, leader_motion="sine")  # virtual arms on a kinematic bench, no cameras
         connected = stack.enter_context(connect(rig))
-        cameras: dict[str, Camera] = open_cameras([c for c in rig.cameras if c.device != SIM_DEVICE])
+        cameras: dict[str, Camera] = open_cameras([c for c in rig.cameras if not opened_by_world(c)])
         stack.callback(lambda: [c.close() for c in cameras.values()])
         sizes = {c.name: (c.height, c.width) for c in rig.cameras if c.name in cameras}
         dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, options.compress))

@@ -3,7 +3,8 @@
 Checks the layout when opened, so a truncated file, a missing dataset or a
 wrong shape is reported with the file and dataset named, before any training
 or replay starts. Low-dimensional arrays are read whole; images one step at a
-time (decoded when the file holds JPEG rows). `check_values` (inspect) and
+time (decoded when the file holds JPEG rows), depth images (ours, from cameras
+with depth) likewise. `check_values` (inspect) and
 `array(..., finite=True)` (training) name the row and column of a NaN or inf.
 """
 
@@ -100,6 +101,22 @@ class EpisodeReader:
             if not self.compressed and (ds.ndim != 4 or ds.shape[3] != 3):
                 raise EpisodeFormatError(self.path, name, f"shape {ds.shape}, expected (T, H, W, 3)")
             self._images[cam] = ds
+        self._depth = self._check_depth()
+
+    def _check_depth(self) -> dict[str, h5py.Dataset]:
+        """/observations/depth/<cam>: (T, H, W) uint16, one per camera that recorded depth (none in ALOHA's files)."""
+        group = self._file.get("/observations/depth")
+        found = {}
+        for cam in (group.keys() if isinstance(group, h5py.Group) else ()):
+            name = f"/observations/depth/{cam}"
+            ds = self._dataset(name)
+            if ds.ndim != 3 or ds.dtype != np.uint16:
+                raise EpisodeFormatError(self.path, name, f"{ds.dtype} {ds.shape}, expected uint16 (T, H, W)")
+            if ds.shape[0] != self.length:
+                raise EpisodeFormatError(self.path, name, f"has {ds.shape[0]} frames, the episode has {self.length} "
+                                         "steps")
+            found[cam] = ds
+        return found
 
     # -- contents ---------------------------------------------------------------------------------
     @property
@@ -174,6 +191,29 @@ class EpisodeReader:
         if image is None:
             raise EpisodeFormatError(self.path, name, f"frame {step} is not a decodable JPEG")
         return image
+
+    @property
+    def depth_names(self) -> tuple[str, ...]:
+        """The cameras that recorded depth."""
+        return tuple(self._depth)
+
+    def depth(self, cam: str, step: int) -> np.ndarray:
+        """(H, W) uint16 aligned to the camera's image, in `depth_units(cam)`."""
+        try:
+            return self._depth_dataset(cam)[step]
+        except OSError as exc:
+            raise EpisodeFormatError(self.path, f"/observations/depth/{cam}", f"frame {step} cannot be read "
+                                     f"(truncated file?): {exc}") from None
+
+    def depth_units(self, cam: str) -> float:
+        """Metres per depth value of `cam` (0.001: millimetres)."""
+        return float(self._depth_dataset(cam).attrs.get("depth_units", 0.0))
+
+    def _depth_dataset(self, cam: str) -> h5py.Dataset:
+        if cam not in self._depth:
+            raise EpisodeFormatError(self.path, f"/observations/depth/{cam}", "missing; the file has depth from "
+                                     f"{', '.join(self._depth) or 'no camera'}")
+        return self._depth[cam]
 
     def close(self) -> None:
         self._file.close()

@@ -22,17 +22,20 @@ class EpisodeRecorder:
         self._last_index: dict[str, int] = {}
 
     def __call__(self, step: Step) -> None:
-        images, image_t = {}, {}
+        images, image_t, depth, depth_units = {}, {}, {}, {}
         for name, camera in self.cameras.items():
             frame = camera.latest()  # raises, naming the camera, when its newest frame is too old
             if self._last_index.get(name) == frame.index:
                 self.repeated_frames += 1
             self._last_index[name] = frame.index
             images[name], image_t[name] = frame.image, frame.t
+            if frame.depth is not None:
+                depth[name], depth_units[name] = frame.depth, frame.depth_units
         layout = self.layout
         self.writer.append(StepRecord(
             t=step.t, qpos=layout.qpos(step.states), qvel=layout.qvel(step.states),
             effort=layout.effort(step.states), action=layout.action(step.commands),
             images=images, image_t=image_t, intervention=bool(self.intervention and self.intervention()),
+            depth=depth, depth_units=depth_units,
         ))
         self.steps += 1

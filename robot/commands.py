@@ -240,9 +240,9 @@ def run_command(prog: str, body: Callable[[], int], *, interrupted: str = "inter
 
 def is_sim_world(rig: object) -> bool:
     """The simulated rig with its MuJoCo world (cameras rendered by it), as opposed to bare virtual arms."""
-    from robot.rig import SIM_DEVICE
+    from robot.cameras import opened_by_world
 
-    return bool(getattr(rig, "virtual", False)) and any(c.device == SIM_DEVICE for c in rig.cameras)
+    return bool(getattr(rig, "virtual", False)) and any(opened_by_world(c) for c in rig.cameras)
 
 
 def dataset_folder(text: str) -> Path:

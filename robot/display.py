@@ -509,10 +509,9 @@ def hardware_cameras(rig: Any, display: str | None, stack: ExitStack) -> dict[st
     a virtual rig's cameras live in its simulated world). Closed with `stack`."""
     if display is None:
         return {}
-    from robot.cameras import open_cameras
-    from robot.rig import SIM_DEVICE
+    from robot.cameras import open_cameras, opened_by_world
 
-    cameras = open_cameras([c for c in rig.cameras if c.device != SIM_DEVICE])
+    cameras = open_cameras([c for c in rig.cameras if not opened_by_world(c)])
     stack.callback(lambda: [c.close() for c in cameras.values()])
     return cameras
 

@@ -25,10 +25,10 @@ import yaml
 
 from robot.arm import ArmSpec
 from robot.arm_kinds import KINDS_FILE, builtin_kinds, check_motor_ids, parse_joint, parse_kind
+from robot.cameras import CAMERA_KINDS, camera_kind, default_camera_type, opened_by_world
 from robot.dynamixel.control_table import BAUD_RATES
 
 VIRTUAL_PORT = "virtual"  # the sim rig's arms get their pseudo-terminal when the rig starts
-SIM_DEVICE = "sim"  # a camera the sim world renders; every camera of the sim rig has it
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # arm, camera and joint names: they become file and HDF5 names
 RIG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a rig's name names its calibration folder
 PRESET_DIR = Path(__file__).with_name("rigs")
@@ -69,18 +69,21 @@ class Pairing:
     signs: dict[str, int] = field(default_factory=dict)
 
 
-CAMERA_TYPES = ("opencv", "realsense", "sim", "synthetic")  # robot/cameras.py opens each kind
+CAMERA_TYPES = tuple(CAMERA_KINDS)  # robot/cameras.py's registry: what each type's device is, how it opens
 
 
 @dataclass(frozen=True)
 class CameraConfig:
     name: str
-    device: str  # opencv: "/dev/v4l/by-id/...", "/dev/video0", "0"; realsense: the serial number; sim: "sim"
+    # opencv: "/dev/v4l/by-id/...", "/dev/video0", "0" or a video file; realsense: the camera's serial number;
+    # synthetic: any label; sim: "sim" (CAMERA_KINDS says it for each type)
+    device: str
     width: int = 640
     height: int = 480
     fps: int = 30
     fourcc: str = "MJPG"
     type: str = "opencv"  # one of CAMERA_TYPES
+    depth: bool = False  # also deliver depth aligned to the colour image (the types with depth)
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ class Rig:
         names and sizes): a rig file checked end to end before the hardware arrives. Its calibrations live in a
         folder of their own, so a virtual run never reads or writes the hardware's."""
         arms = tuple(dataclasses.replace(a, port=VIRTUAL_PORT, virtual=True) for a in self.arms)
-        cameras = tuple(c if c.type == "sim" else dataclasses.replace(c, type="synthetic") for c in self.cameras)
+        cameras = tuple(c if opened_by_world(c) else dataclasses.replace(c, type="synthetic") for c in self.cameras)
         calibration_dir = self.calibration_dir if self.virtual else self.calibration_dir / "virtual"
         return dataclasses.replace(self, arms=arms, cameras=cameras, calibration_dir=calibration_dir)
 
@@ -311,7 +314,7 @@ def parse_rig(data: Any, source: str) -> Rig:
     cameras_section = top.section("cameras", _keys(top.data.get("cameras")), {})
     cameras = tuple(_parse_camera(cameras_section, cam) for cam in cameras_section.names())
     _one_each(cameras_section, "device", {c.name: _camera_device_path(c.device) for c in cameras
-                                          if c.device != SIM_DEVICE}, "its own device")
+                                          if not opened_by_world(c)}, "its own device")
     p = top.section("pedal", ("backend", "key", "device"), {})
     pedal = PedalConfig(p.get("backend", str, "auto", PEDAL_BACKENDS), p.get("key", str, "space"),
                         p.get("device", str, None))
@@ -441,11 +444,15 @@ def _joints_text(spec: ArmSpec) -> str:
 
 
 def _parse_camera(cameras: Fields, name: str) -> CameraConfig:
-    c = cameras.section(name, ("type", "device", "width", "height", "fps", "fourcc"))
+    c = cameras.section(name, ("type", "device", "width", "height", "fps", "fourcc", "depth"))
     device = c.get("device", (str, int))
-    kind = c.get("type", str, "sim" if device == SIM_DEVICE else "opencv", CAMERA_TYPES)
+    kind = c.get("type", str, default_camera_type(str(device)), CAMERA_TYPES)
     if isinstance(device, int) and device < 0:
         raise c.error("device", f"camera index {device} is negative; give /dev/videoN, a /dev/v4l/by-id path or N >= 0")
+    depth = c.get("depth", bool, False)
+    if depth and not camera_kind(kind).depth:
+        with_depth = ", ".join(t for t, k in CAMERA_KINDS.items() if k.depth)
+        raise c.error("depth", f"a camera of type {kind} delivers no depth; the types that do: {with_depth}")
     fourcc = c.get("fourcc", str, "MJPG")
     if len(fourcc) != 4:
         raise c.error("fourcc", f"{fourcc!r} is not a four-character code such as MJPG or YUYV")
@@ -453,4 +460,4 @@ def _parse_camera(cameras: Fields, name: str) -> CameraConfig:
     for k, v in values.items():
         if v <= 0:
             raise c.error(k, f"{v} must be positive")
-    return CameraConfig(name, str(device), values["width"], values["height"], values["fps"], fourcc, kind)
+    return CameraConfig(name, str(device), values["width"], values["height"], values["fps"], fourcc, kind, depth)
