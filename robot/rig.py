@@ -29,6 +29,7 @@ from robot.cameras import CAMERA_KINDS, camera_kind, default_camera_type, opened
 from robot.dynamixel.control_table import BAUD_RATES
 
 VIRTUAL_PORT = "virtual"  # the sim rig's arms get their pseudo-terminal when the rig starts
+VIRTUAL_READ_DEADLINE_MS, VIRTUAL_BUS_LATENCY_MS = 1000.0, 20.0  # bus timing for emulated motors (see sim.yaml)
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # arm, camera and joint names: they become file and HDF5 names
 RIG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a rig's name names its calibration folder
 PRESET_DIR = Path(__file__).with_name("rigs")
@@ -150,7 +151,10 @@ class Rig:
         arms = tuple(dataclasses.replace(a, port=VIRTUAL_PORT, virtual=True) for a in self.arms)
         cameras = tuple(c if opened_by_world(c) else dataclasses.replace(c, type="synthetic") for c in self.cameras)
         calibration_dir = self.calibration_dir if self.virtual else self.calibration_dir / "virtual"
-        return dataclasses.replace(self, arms=arms, cameras=cameras, calibration_dir=calibration_dir)
+        # The emulator's timing, as the sim rig's file sets it (robot/rigs/sim.yaml says why), not the hardware's.
+        return dataclasses.replace(self, arms=arms, cameras=cameras, calibration_dir=calibration_dir,
+                                   read_deadline_ms=self.read_deadline_ms or VIRTUAL_READ_DEADLINE_MS,
+                                   bus_latency_ms=self.bus_latency_ms or VIRTUAL_BUS_LATENCY_MS)
 
     def with_ports(self, ports: dict[str, str]) -> Rig:
         """The same rig with some arms' ports replaced (virtual arms get their pseudo-terminals)."""
