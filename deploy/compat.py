@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from policies.checkpoint import Checkpoint, CheckpointError, CheckpointMismatchError
+from policies.checkpoint import Checkpoint, CheckpointMismatchError
 from recording.dataset import Dataset, DatasetError, DatasetInfo
 from recording.layout import rig_state_names
 from robot.commands import UsageError
@@ -42,6 +42,8 @@ def check_rig(checkpoint: Checkpoint, rig: Rig, camera_map: Mapping[str, str] | 
     sides; a map naming a camera neither has is a UsageError)."""
     check_camera_map(camera_map or {}, checkpoint, rig)
     names = rig_state_names(rig)
+    if checkpoint.meta.state_names != names:  # before the sizes: a Koch policy on an ALOHA rig is other joints
+        raise CheckpointMismatchError(_joints_differ(checkpoint, names, rig))
     ours = [c.name for c in rig.cameras]
     fed = [name for name, source in camera_sources(checkpoint.meta.camera_names, camera_map).items()
            if source in ours]
@@ -56,9 +58,16 @@ def check_rig(checkpoint: Checkpoint, rig: Rig, camera_map: Mapping[str, str] | 
         raise CheckpointMismatchError(f"{exc}; if the rig has these cameras under other names, map them: "
                                       f"--camera-map {hint} (the rig's cameras: {', '.join(ours) or 'none'})"
                                       ) from None
-    if checkpoint.meta.state_names != names:
-        raise CheckpointError(f"checkpoint {checkpoint.path} was trained on joints "
-                              f"{', '.join(checkpoint.meta.state_names)}; rig {rig.source} has {', '.join(names)}")
+
+
+def _joints_differ(checkpoint: Checkpoint, names: Sequence[str], rig: Rig) -> str:
+    """The joints a checkpoint was trained on against the rig's: those only one side has, then both lists."""
+    trained = checkpoint.meta.state_names
+    only_trained, only_rig = [n for n in trained if n not in names], [n for n in names if n not in trained]
+    differ = (f"only the checkpoint has {', '.join(only_trained) or 'none'}; only the rig has "
+              f"{', '.join(only_rig) or 'none'}" if only_trained or only_rig else "the same joints in another order")
+    return (f"checkpoint {checkpoint.path} was trained on other joints than rig {rig.source} has ({differ}); "
+            f"checkpoint: {', '.join(trained)}; rig: {', '.join(names)}")
 
 
 def existing_dataset(path: str | None) -> DatasetInfo | None:

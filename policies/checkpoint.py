@@ -129,15 +129,24 @@ def read_meta(directory: str | Path) -> CheckpointMeta:
 
 def save_checkpoint(directory: str | Path, policy: nn.Module, config: PolicyConfig, stats: NormStats, *,
                     step: int, dataset_digest: str, optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: Any | None = None, extra: dict[str, Any] | None = None) -> Path:
-    """Write the checkpoint directory (replacing one already there) and return its path."""
+                    scheduler: Any | None = None, extra: dict[str, Any] | None = None,
+                    state_names: Sequence[str] | None = None, action_names: Sequence[str] | None = None) -> Path:
+    """Write the checkpoint directory (replacing one already there) and return its path.
+
+    `state_names`/`action_names`: the dataset's columns (its episodes' state_names), which deploy compares with
+    the rig's joints; unset: joint_layout's, ALOHA's for 14 columns (datasets recorded without names)."""
     final = Path(directory)
     policy_config = getattr(policy, "config", config)
     if policy_config != config:
         raise ValueError(f"the config passed to save_checkpoint differs from the policy's own config: "
                          f"{_config_diff(policy_config, config)}; pass policy.config")
+    state_names = tuple(state_names) if state_names is not None else joint_layout(config.state_dim)
+    action_names = tuple(action_names) if action_names is not None else joint_layout(config.action_dim)
+    for what, names, dim in (("state", state_names, config.state_dim), ("action", action_names, config.action_dim)):
+        if len(names) != dim:
+            raise ValueError(f"{len(names)} {what} names ({', '.join(names)}) for the policy's {what} dimension {dim}")
     meta = CheckpointMeta(policy=config.policy, camera_names=config.camera_names, image_size=config.image_size,
-                          state_names=joint_layout(config.state_dim), action_names=joint_layout(config.action_dim),
+                          state_names=state_names, action_names=action_names,
                           dataset_digest=dataset_digest, step=step,
                           created=datetime.now(UTC).isoformat(timespec="seconds"), extra=dict(extra or {}))
     texts = {CONFIG_FILE: config.to_dict(), STATS_FILE: stats.to_dict(), META_FILE: meta.to_dict()}

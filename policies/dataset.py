@@ -25,6 +25,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from policies.normalize import NormStats
 from recording.dataset import Dataset
+from recording.layout import joint_layout
 from recording.reader import EpisodeFormatError, EpisodeReader
 
 
@@ -35,24 +36,39 @@ class EpisodeArrays:
     path: Path
     qpos: np.ndarray  # (T, state_dim) float32, raw units
     action: np.ndarray  # (T, action_dim) float32, raw units
+    state_names: tuple[str, ...] = ()  # one per qpos column: as recorded, else joint_layout's (ALOHA's for 14)
 
 
 def load_episodes(dataset: Dataset, indices: Sequence[int]) -> list[EpisodeArrays]:
-    """qpos and action of each episode; a NaN or inf, or a width unlike the first episode's, is an
+    """qpos and action of each episode; a NaN or inf, or a width or joint names unlike the first episode's, is an
     EpisodeFormatError naming the file, the dataset and the row."""
     out: list[EpisodeArrays] = []
     for index in indices:
         info = dataset.episode(index)
         path = dataset.path(index)
         with EpisodeReader(path) as reader:
+            names = reader.attrs.get("state_names")  # the reader checked there is one per column
             episode = EpisodeArrays(index, info.kind, path, reader.array("/observations/qpos", finite=True)
-                                    .astype(np.float32), reader.array("/action", finite=True).astype(np.float32))
+                                    .astype(np.float32), reader.array("/action", finite=True).astype(np.float32),
+                                    tuple(str(n) for n in names) if names is not None else joint_layout(reader.dim))
         for name, attr in (("/observations/qpos", "qpos"), ("/action", "action")):
             have, first = getattr(episode, attr).shape[1], out and getattr(out[0], attr).shape[1]
             if first and have != first:
                 raise EpisodeFormatError(path, name, f"has {have} columns, expected {first} as in {out[0].path.name}")
+        if out and episode.state_names != out[0].state_names:
+            raise EpisodeFormatError(path, "state_names", f"{', '.join(episode.state_names)}, unlike "
+                                     f"{out[0].path.name}'s {', '.join(out[0].state_names)}: one policy learns one "
+                                     "rig's joints")
         out.append(episode)
     return out
+
+
+def column_names(episodes: Sequence[EpisodeArrays]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The qpos and action column names of episodes load_episodes read (an action is the followers' targets in
+    the qpos layout; an action of another width gets joint_layout's names)."""
+    first = episodes[0]
+    same = first.action.shape[1] == first.qpos.shape[1]
+    return first.state_names, first.state_names if same else joint_layout(first.action.shape[1])
 
 
 def split_episodes(indices: Sequence[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -33,7 +33,14 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from policies.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from policies.config import PolicyConfig
-from policies.dataset import EpisodeDataset, compute_stats, dataset_digest, load_episodes, split_episodes
+from policies.dataset import (
+    EpisodeDataset,
+    column_names,
+    compute_stats,
+    dataset_digest,
+    load_episodes,
+    split_episodes,
+)
 from policies.normalize import NormStats
 from policies.pretrained import resolve_weights
 from policies.registry import make_policy
@@ -210,6 +217,13 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
            if val_ids and main_process else None)
     report(f"dataset {s.dataset}: {len(train_ids)} training episode(s), {len(data)} frames; "
            f"{len(val_ids)} validation episode(s), {len(val) if val is not None else 0} frames")
+    state_names, action_names = column_names(data.episodes)  # the joints of the rig that recorded them
+    if (config.state_dim, config.action_dim) != (len(state_names), len(action_names)):
+        if resumed is not None:
+            raise ValueError(f"{s.dataset}: its episodes have {len(state_names)} state and {len(action_names)} "
+                             f"action columns; {last_dir} was trained with {config.state_dim} and "
+                             f"{config.action_dim}: train a new run on this dataset")
+        config = config.replace(state_dim=len(state_names), action_dim=len(action_names))
     if s.correction_weight != 1.0:
         sampler = WeightedSampler(data.frame_weights(s.correction_weight), s.seed, rank, world)
     else:
@@ -253,6 +267,7 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
 
     def save(directory: Path, step: int, *, resumable: bool) -> None:
         save_checkpoint(directory, policy, config, stats, step=step, dataset_digest=digest,
+                        state_names=state_names, action_names=action_names,
                         optimizer=optimizer if resumable else None, scheduler=scheduler if resumable else None,
                         extra={"best_val_loss": best_val, "train_episodes": train_ids, "val_episodes": val_ids,
                                "dataset": str(s.dataset), "start_qpos": start_qpos,

@@ -10,6 +10,7 @@ import yaml
 from calibration.connection import connect
 from calibration.procedure import calibrate_arm
 from recording.layout import StateLayout, joint_layout
+from robot.arm import Arm
 from robot.arm_kinds import builtin_kinds
 from robot.clock import RealClock
 from robot.loop import ControlLoop
@@ -156,7 +157,7 @@ def _kind(change):
     (lambda d: d["kinds"].update(koch_leader=d["kinds"]["six"]), "kinds.koch_leader",
      "'koch_leader' is the name of a built-in kind (Koch v1.1 leader"),
     (lambda d: d["arms"]["leader_left"].update(kind="seven"), "arms.leader_left.kind",
-     "'seven' is not one of viperx_300_6dof, widowx_250_6dof, koch_follower, koch_leader, six"),
+     f"'seven' is not one of {', '.join(builtin_kinds())}, six"),
     (lambda d: d["arms"]["follower_left"]["joints"].update(wrist={"id": 9, "model": "XL330-M077"}),
      "arms.follower_left.joints.wrist", "unknown joint; a six has joints base, lift, elbow, flex, roll, grip"),
     (lambda d: d["pairs"][0]["signs"].update(waist=-1), "pairs[0].signs.waist",
@@ -193,6 +194,7 @@ KOCH_RIG = {
              "follower_left": {"role": "follower", "port": "virtual", "kind": "koch_follower"}},
     "pairs": [{"leader": "leader_left", "follower": "follower_left"}],
     "calibration_dir": "calibration",
+    "read_deadline_ms": 1000,  # virtual buses in a child process on a loaded machine, as the sim rig
 }
 # As the arms might come out of the box: each motor's zero somewhere else, some mounted reversed.
 MOUNTING = {
@@ -219,8 +221,6 @@ def _person(vbus, spec, mounting):
 def test_a_koch_pair_is_calibrated_connected_and_teleoperated(tmp_path):
     rig = load_rig(_write(tmp_path, KOCH_RIG))
     with virtual_buses(rig) as (live, buses):
-        from robot.arm import Arm
-
         for arm_cfg in live.arms:
             spec, mounting = arm_cfg.spec, MOUNTING[arm_cfg.name]
             prompt, prompts = _person(buses[arm_cfg.name], spec, mounting)
@@ -260,3 +260,30 @@ def test_a_koch_pair_is_calibrated_connected_and_teleoperated(tmp_path):
             np.testing.assert_allclose(follower[:5], target[:5], atol=0.02)
             assert layout.qpos({follower_name: connected.arms[follower_name].read()})[5] == pytest.approx(0.25,
                                                                                                           abs=0.02)
+
+
+@pytest.mark.slow
+def test_a_koch_rig_records_trains_and_its_policy_is_refused_on_aloha(tmp_path, capsys):
+    """The commands on a Koch rig file: calibrate, record, train; the checkpoint names the Koch joints."""
+    from calibration.cli import main as calibrate_main
+    from deploy.compat import check_rig
+    from policies.checkpoint import CheckpointMismatchError, load_checkpoint
+    from policies.cli import main as train_main
+    from recording.cli import main as record_main
+
+    path = _write(tmp_path, KOCH_RIG)
+    for arm in ("leader_left", "follower_left"):
+        assert calibrate_main(["--rig", str(path), "--arm", arm]) == 0
+    assert calibrate_main(["--rig", str(path), "--arm", "follower_left", "--check"]) == 0
+    assert "all joints ok" in capsys.readouterr().out
+    data = tmp_path / "demos"
+    assert record_main(["--rig", str(path), "--dataset", str(data), "--episodes", "2", "--seconds", "0.5",
+                        "--keys", "none"]) == 0
+    assert train_main(["--dataset", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny", "--workers", "0",
+                       "--no-progress", "--device", "cpu", "--cameras", "none", "--steps", "2"]) == 0
+    checkpoint = load_checkpoint(tmp_path / "run" / "last")
+    assert checkpoint.meta.state_names == tuple(f"left_{j}" for j in KOCH_JOINTS) == checkpoint.meta.action_names
+    assert checkpoint.config.state_dim == checkpoint.config.action_dim == 6
+    check_rig(checkpoint, load_rig(path))
+    with pytest.raises(CheckpointMismatchError, match="only the checkpoint has left_shoulder_pan"):
+        check_rig(checkpoint, load_rig("sim"))

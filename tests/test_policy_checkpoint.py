@@ -147,3 +147,31 @@ def test_save_refuses_a_config_that_is_not_the_policys(tmp_path: Path) -> None:
         save_checkpoint(tmp_path / "c", policy, policy.config.replace(chunk_size=4), stats(), step=0,
                         dataset_digest="d")
     assert not (tmp_path / "c").exists()
+
+
+def test_the_checkpoint_keeps_the_datasets_joint_names_and_a_rig_of_other_joints_is_refused(tmp_path: Path) -> None:
+    from deploy.compat import check_rig
+    from robot.rig import load_rig
+
+    koch = tuple(f"left_{j}" for j in ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll",
+                                       "gripper"))
+    torch.manual_seed(0)
+    policy = make_policy(preset("tiny", camera_names=(), state_dim=6, action_dim=6))
+    six = NormStats.from_arrays(np.random.default_rng(0).normal(size=(50, 6)), np.zeros((50, 6)))
+    with pytest.raises(ValueError, match="7 state names .* for the policy's state dimension 6"):
+        save_checkpoint(tmp_path / "c", policy, policy.config, six, step=0, dataset_digest="d",
+                        state_names=(*koch, "left_extra"), action_names=koch)
+    path = save_checkpoint(tmp_path / "c", policy, policy.config, six, step=0, dataset_digest="d", state_names=koch,
+                           action_names=koch)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.meta.state_names == checkpoint.meta.action_names == koch
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_rig(checkpoint, load_rig("sim"))
+    message = str(info.value)
+    assert "only the checkpoint has left_shoulder_pan, left_shoulder_lift, left_elbow_flex" in message
+    assert "only the rig has left_waist, left_shoulder, left_elbow" in message and "right_gripper" in message
+    assert f"checkpoint: {', '.join(koch)}; rig: left_waist," in message
+    # without names (a dataset recorded without them) a 14-wide policy gets ALOHA's layout, as before
+    policy, *_ = trained_policy(cameras=())
+    assert load_checkpoint(save_checkpoint(tmp_path / "a", policy, policy.config, stats(), step=0,
+                                           dataset_digest="d")).meta.state_names == joint_layout(14)

@@ -3,6 +3,7 @@
 import pytest
 import yaml
 
+from robot.arm_kinds import builtin_kinds
 from robot.rig import RigFileError, load_rig, preset_names
 
 GOOD = {
@@ -59,8 +60,8 @@ def test_a_user_file_loads_with_overrides(tmp_path):
     (lambda d: d["arms"]["leader_left"].update(kind="ur5"), "arms.leader_left.kind", "'ur5' is not one of"),
     (lambda d: d["arms"]["leader_left"].pop("port"), "arms.leader_left.port", "required field is missing"),
     (lambda d: d["arms"]["leader_left"].pop("kind"), "arms.leader_left.kind",
-     "required field is missing: name the arm's kind, a built-in one (viperx_300_6dof, widowx_250_6dof, "
-     "koch_follower, koch_leader), or define one under a top-level `kinds:` section"),
+     f"required field is missing: name the arm's kind, a built-in one ({', '.join(builtin_kinds())}), or define "
+     "one under a top-level `kinds:` section"),
     (lambda d: d["arms"]["leader_left"].update(joints={"wrist": {"id": 1, "model": "XM430-W350"}}),
      "arms.leader_left.joints.wrist", "unknown joint; a widowx_250_6dof has joints waist, shoulder, elbow, "
      "forearm_roll, wrist_angle, wrist_rotate, gripper"),
