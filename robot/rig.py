@@ -166,14 +166,14 @@ class Rig:
 def load_rig(rig: str | Path) -> Rig:
     """A preset name ("aloha", "sim") or the path of a rig YAML file."""
     path = Path(rig)
-    if not path.suffix and not path.exists():
+    if not path.suffix and not path.is_file():  # a folder named like a preset (a dataset `koch`) is not a rig file
         preset = PRESET_DIR / f"{rig}.yaml"
         if not preset.exists():
             raise ValueError(f"unknown rig {str(rig)!r}: give a rig YAML file or a preset "
                              f"({', '.join(preset_names())})")
         path = preset
-    if not path.exists():
-        raise ValueError(f"rig file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"rig file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
     return parse_rig(read_yaml(path, RigFileError), str(path))
 
 
