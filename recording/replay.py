@@ -47,12 +47,13 @@ REPLAY = "replay"  # who drives, in the live view
 
 def check_layout(reader: EpisodeReader, layout: StateLayout) -> None:
     names = reader.attrs.get("state_names")
-    if reader.action_dim != layout.dim:
-        raise EpisodeFormatError(reader.path, "/action", f"rows have {reader.action_dim} values; this rig's "
-                                 f"followers take {layout.dim} ({', '.join(layout.names)})")
+    # the names before the sizes: a Koch episode on an ALOHA rig is other joints, not only fewer
     if names is not None and tuple(map(str, names)) != layout.names:
         raise EpisodeFormatError(reader.path, "state_names", f"recorded as {', '.join(map(str, names))}; this "
                                  f"rig has {', '.join(layout.names)}")
+    if reader.action_dim != layout.dim:
+        raise EpisodeFormatError(reader.path, "/action", f"rows have {reader.action_dim} values; this rig's "
+                                 f"followers take {layout.dim} ({', '.join(layout.names)})")
 
 
 def replay(connected: ConnectedRig, actions: np.ndarray, clock: object, *, rate_hz: float, max_step_rad: float,
