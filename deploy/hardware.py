@@ -23,10 +23,10 @@ from policies.checkpoint import Checkpoint
 from recording.layout import StateLayout
 from recording.session import RecordOptions, dataset_info, open_dataset, warn_if_low_space
 from robot.clock import RealClock
-from robot.commands import STOP_KEYS, open_rig_arms
+from robot.commands import STOP_KEYS, keys_line, open_rig_arms
 from robot.rig import Rig
 from robot.sim.tasks import task_description
-from teleop.keys import open_keys
+from teleop.keys import NoKeys, open_keys
 from teleop.pedal import open_pedal
 
 ROLLOUT_ESTIMATE_S = 60.0  # a rollout without a time limit, for the free-space estimate
@@ -76,7 +76,7 @@ def run_hardware(rig: Rig, checkpoint: Checkpoint, options: DeployOptions, run: 
         pedal = open_pedal(rig.pedal, run.pedal)
         if pedal is not None:
             stack.callback(pedal.close)
-        say(f"keys: {keys.backend}; stop with {' or '.join(STOP_KEYS)} or Ctrl-C")
+        say(keys_line(keys.backend, not isinstance(keys, NoKeys)))  # stop keys offered only where one listens
         say(f"pedal: {pedal.backend if pedal else 'none (no takeovers)'}")
         view = stack.enter_context(policy_view(run.display, connected, cameras, prog="tandem-deploy",
                                                near=run.dataset, say=say))
