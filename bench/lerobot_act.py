@@ -1,0 +1,301 @@
+"""LeRobot's ACT beside tandem's: trained on the same demonstrations, evaluated by the same tandem-eval (--rig sim).
+
+    python3 bench/lerobot_act.py --work runs/lerobot_act                     # 50 demos, 20000 steps, 50 rollouts
+    python3 bench/lerobot_act.py --work /tmp/la --demos 3 --image-size 96x128 --steps 20 --episodes 2   # a check
+    python3 bench/lerobot_act.py --work runs/lerobot_act --dataset runs/results/data/transfer_cube  # demos recorded
+    python3 bench/lerobot_act.py --work runs/lerobot_act --table              # the table of what is done so far
+    python3 bench/lerobot_act.py --work runs/lerobot_act --dry-run            # the commands (as for an empty folder)
+
+Every step is a command, printed before it runs, its output in WORK/logs/ (bench/sim_results.py's runner). A step
+whose output exists is skipped and an interrupted training run resumes from its last checkpoint, so running the
+script again continues where it stopped.
+  demos    --dataset, else --demos scripted demonstrations (seeds 0..) recorded with the one camera only (the sim
+           rig file without its other cameras, WORK/sim_<camera>.yaml) at --image-size: WORK/data/demos
+  export   tandem-export --kinds demo: WORK/data/lerobot (LeRobot v3.0, AV1)
+  lerobot  lerobot-train --policy.type=act in LeRobot's environment (--venv): WORK/runs/lerobot_act
+  tandem   tandem-train --preset cpu: WORK/runs/tandem_act
+  eval     tandem-eval --rig sim of each on the same seeds (1000..), temporal ensembling; the LeRobot checkpoint from
+           LeRobot's environment, where tandem is installed beside it (bench/interop.py's ensure_venv(with_tandem=True))
+
+The same on both sides: the demonstrations (all of them: tandem-train --val-fraction 0), the camera (--camera, the
+top one by default) at its recorded size, chunk 50, batch 8, --steps, no ImageNet weights (LeRobot's default
+downloads them; tandem's cpu preset has none), and the evaluation's seeds, image size and render style. The rest is
+each one's own recipe, shown in the table: LeRobot's ACT defaults (dim 512, ffn 3200, 4+1 layers, lr 1e-5, frames
+decoded from AV1 for every sample) and tandem's cpu preset (hidden 256, ffn 1024, 2+2 layers, lr 1e-4, frames
+decoded once and cached). --lerobot-arg passes more options to lerobot-train (e.g. --lerobot-arg=--num_workers=0).
+
+Image size: LeRobot 0.4.4's ACT neither resizes nor crops. Its config takes the dataset's image shape, and the only
+way to resize is a torchvision Resize in --dataset.image_transforms, which runs in training only while the saved
+config still names the dataset's size. So both train at the size the demos were recorded at (--image-size, 120x160
+as tandem's cpu preset; tandem-train is given that size), and tandem-eval renders at that size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import yaml  # noqa: E402
+
+from deploy.evaluate import wilson  # noqa: E402
+from recording.dataset import INDEX, Dataset  # noqa: E402
+from robot.rig import PRESET_DIR  # noqa: E402
+from robot.sim.tasks import TASK_NAMES  # noqa: E402
+
+HERE = Path(__file__).resolve()
+REPO_ID = "tandem/lerobot_act_bench"
+CHUNK, BATCH, FIRST_SEED = 50, 8, 1000
+
+
+def bench_module(name: str) -> ModuleType:
+    """Another bench script as a module (bench/ is no package, and its deploy.py would shadow tandem's deploy)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE.with_name(f"{name}.py"))
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return module
+
+
+interop, sim_results = bench_module("interop"), bench_module("sim_results")
+
+
+@dataclass(frozen=True)
+class Settings:
+    work: Path
+    dataset: Path | None
+    demos: int
+    steps: int
+    episodes: int
+    image_size: str
+    camera: str
+    task: str
+    venv: Path
+    save_every: int
+    lerobot_args: tuple[str, ...]
+    dry_run: bool  # read by sim_results.command
+
+    @property
+    def demos_dir(self) -> Path:
+        return self.dataset or self.work / "data" / "demos"
+
+    @property
+    def export(self) -> Path:
+        return self.work / "data" / "lerobot"
+
+    def run(self, side: str) -> Path:
+        return self.work / "runs" / f"{side}_act"
+
+    def result(self, name: str) -> Path:
+        return self.work / "results" / f"{name}.json"
+
+
+# -- the steps ----------------------------------------------------------------------------------------------------
+def one_camera_rig(s: Settings) -> Path:
+    """The sim rig file with only the camera the policies see: the demos render and store nothing else."""
+    rig = yaml.safe_load((PRESET_DIR / "sim.yaml").read_text())
+    if s.camera not in rig["cameras"]:
+        raise SystemExit(f"--camera {s.camera}: the sim rig has cameras {', '.join(rig['cameras'])}")
+    rig["cameras"] = {s.camera: rig["cameras"][s.camera]}
+    path = s.work / f"sim_{s.camera}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(rig, sort_keys=False))
+    return path
+
+
+def record_demos(s: Settings) -> None:
+    if s.dataset is not None:
+        return
+    have = len(sim_results.episodes_of(s.demos_dir, "demo"))
+    if have < s.demos:
+        sim_results.command(s, "record", ["tandem-record", "--rig", str(one_camera_rig(s)), "--task", s.task,
+                                          "--dataset", str(s.demos_dir), "--episodes", str(s.demos - have),
+                                          "--seed", str(have), "--image-size", s.image_size])
+
+
+def export(s: Settings) -> None:
+    if not (s.export / "meta" / "info.json").exists():
+        sim_results.command(s, "export", ["tandem-export", str(s.demos_dir), "--out", str(s.export), "--repo-id",
+                                          REPO_ID, "--kinds", "demo"])
+
+
+def timed(s: Settings, side: str, args: list[str]) -> None:
+    """Run a training command; its wall time adds to WORK/results/train_<side>.json (a resumed run's too)."""
+    started = time.perf_counter()
+    sim_results.command(s, f"train_{side}", args)
+    if s.dry_run:
+        return
+    path = s.result(f"train_{side}")
+    before = json.loads(path.read_text())["seconds"] if path.exists() else 0.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"seconds": before + time.perf_counter() - started}) + "\n")
+
+
+def lerobot_step(run: Path) -> int:
+    path = run / "checkpoints" / "last" / "training_state" / "training_step.json"
+    return int(json.loads(path.read_text())["step"]) if path.exists() else 0
+
+
+def train_lerobot(s: Settings, python: Path) -> None:
+    run, done = s.run("lerobot"), lerobot_step(s.run("lerobot"))
+    if done >= s.steps:
+        return
+    train = str(python.with_name("lerobot-train"))
+    if done:
+        config = run / "checkpoints" / "last" / "pretrained_model" / "train_config.json"
+        timed(s, "lerobot", [train, f"--config_path={config}", "--resume=true", f"--steps={s.steps}"])
+        return
+    if run.exists() and not s.dry_run:
+        shutil.rmtree(run)  # stopped before its first checkpoint: LeRobot starts only in a new folder
+    h, w = size(s)
+    state = _export_state_dim(s)
+    features = {"observation.state": {"type": "STATE", "shape": [state]},  # the state and one camera, no others
+                f"observation.images.{s.camera}": {"type": "VISUAL", "shape": [3, h, w]}}
+    timed(s, "lerobot", [
+        train, f"--dataset.repo_id={REPO_ID}", f"--dataset.root={s.export}", "--dataset.video_backend=pyav",
+        "--policy.type=act", "--policy.device=cpu", "--policy.push_to_hub=false",
+        "--policy.pretrained_backbone_weights=null", f"--policy.chunk_size={CHUNK}", f"--policy.n_action_steps={CHUNK}",
+        f"--policy.input_features={json.dumps(features)}", f"--steps={s.steps}", f"--batch_size={BATCH}",
+        f"--save_freq={s.save_every}", "--eval_freq=0", f"--log_freq={max(1, min(100, s.steps // 10))}",
+        f"--output_dir={run}", "--wandb.enable=false", *s.lerobot_args])
+
+
+def train_tandem(s: Settings) -> None:
+    run = s.run("tandem")
+    if sim_results.trained_step(run) >= s.steps:
+        return
+    resume = ["--resume"] if (run / "last").exists() else ["--overwrite"]
+    h, w = size(s)
+    timed(s, "tandem", [
+        "tandem-train", "--dataset", str(s.demos_dir), "--out", str(run), "--preset", "cpu", "--cameras", s.camera,
+        "--image-size", f"{h}x{w}", "--chunk-size", str(CHUNK), "--batch-size", str(BATCH), "--steps", str(s.steps),
+        "--kinds", "demo", "--val-fraction", "0", "--cache-images", "--workers", "0",
+        "--save-every", str(min(500, s.save_every)), "--log-every", str(max(1, min(100, s.steps // 10))),
+        "--no-progress", "--device", "cpu", *resume])
+
+
+def evaluated(side: str, steps: int) -> str:
+    """The name of a side's evaluation (its result and log) after `steps` training steps."""
+    return f"eval_{side}_{steps}steps"
+
+
+def evaluate(s: Settings, side: str, eval_command: str, checkpoint: Path, steps: int) -> None:
+    name = evaluated(side, steps if not s.dry_run else s.steps)
+    if s.result(name).exists():
+        return
+    h, w = size(s)
+    render = [] if s.dry_run or not Dataset.open(s.demos_dir).info.render else \
+        ["--render", Dataset.open(s.demos_dir).info.render]
+    sim_results.command(s, name, [
+        eval_command, "--rig", "sim", "--checkpoint", str(checkpoint), "--task", task(s), "--episodes",
+        str(s.episodes), "--seed", str(FIRST_SEED), "--image-size", f"{h}x{w}", *render, "--json", str(s.result(name))])
+
+
+# -- the dataset's facts ------------------------------------------------------------------------------------------
+def size(s: Settings) -> tuple[int, int]:
+    """The camera's recorded size (the requested one while the demos are not recorded yet)."""
+    if (s.demos_dir / INDEX).exists():
+        info = Dataset.open(s.demos_dir).info
+        if s.camera not in info.cameras:
+            raise SystemExit(f"{s.demos_dir} has cameras {', '.join(info.cameras)}, not --camera {s.camera}")
+        if s.camera in info.image_size:
+            return tuple(info.image_size[s.camera])
+    h, w = s.image_size.split("x")
+    return int(h), int(w)
+
+
+def task(s: Settings) -> str:
+    recorded = Dataset.open(s.demos_dir).info.task if (s.demos_dir / INDEX).exists() else ""
+    return recorded or s.task
+
+
+def _export_state_dim(s: Settings) -> int:
+    info = s.export / "meta" / "info.json"
+    return json.loads(info.read_text())["features"]["observation.state"]["shape"][0] if info.exists() else 14
+
+
+# -- the table ----------------------------------------------------------------------------------------------------
+def recipe(config: dict) -> str:
+    if "dim_model" in config:  # LeRobot's ACTConfig
+        return (f"LeRobot ACT: dim {config['dim_model']}, ffn {config['dim_feedforward']}, "
+                f"{config['n_encoder_layers']}+{config['n_decoder_layers']} layers, lr {config['optimizer_lr']:.0e}")
+    return (f"tandem ACT (cpu preset): hidden {config['hidden_dim']}, ffn {config['dim_feedforward']}, "
+            f"{config['enc_layers']}+{config['dec_layers']} layers, lr {config['lr']:.0e}")
+
+
+def inference_p50(log: Path) -> str:
+    """tandem-eval's own figure, from the last summary in its log."""
+    lines = [line.strip() for line in log.read_text().splitlines() if "inference p50" in line] if log.exists() else []
+    return lines[-1].removeprefix("inference p50 ").removesuffix(" per chunk") if lines else ""
+
+
+def table(s: Settings) -> str:
+    n_demos = len(sim_results.episodes_of(s.demos_dir, "demo"))
+    h, w = size(s)
+    lines = [f"{n_demos} {task(s)} demos, camera {s.camera} at {h}x{w}, chunk {CHUNK}, batch {BATCH}; "
+             f"tandem-eval --rig sim, seeds {FIRST_SEED}.., temporal ensembling",
+             "| policy | steps | training | s/step | inference p50 | success (95% CI) | episodes reaching each stage |",
+             "|---|---|---|---|---|---|---|"]
+    sides = {"lerobot": (s.run("lerobot") / "checkpoints" / "last" / "pretrained_model", lerobot_step),
+             "tandem": (s.run("tandem") / "last", sim_results.trained_step)}
+    for side, (folder, trained) in sides.items():
+        if not (folder / "config.json").exists():
+            continue
+        steps = trained(s.run(side))
+        seconds = json.loads(s.result(f"train_{side}").read_text())["seconds"] \
+            if s.result(f"train_{side}").exists() else float("nan")
+        success, stages, latency = "not evaluated yet", "", ""
+        if s.result(evaluated(side, steps)).exists():
+            r = json.loads(s.result(evaluated(side, steps)).read_text())
+            lo, hi = wilson(r["successes"], r["episodes"])
+            success = (f"{r['successes']}/{r['episodes']} = {100 * r['success_rate']:.0f}% "
+                       f"({100 * lo:.0f}-{100 * hi:.0f}%)")
+            stages = ", ".join(f"{k} {v}" for k, v in r["stages"].items())
+            latency = inference_p50(s.work / "logs" / f"{evaluated(side, steps)}.log")
+        lines.append(f"| {recipe(json.loads((folder / 'config.json').read_text()))} | {steps} | "
+                     f"{seconds / 60:.1f} min | {seconds / max(steps, 1):.2f} | {latency} | {success} | {stages} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="folder for the data, runs, results and logs")
+    parser.add_argument("--dataset", type=Path, help="a tandem dataset of demos to use instead of recording them")
+    parser.add_argument("--demos", type=int, default=50, help="demonstrations to record (default 50)")
+    parser.add_argument("--steps", type=int, default=20000, help="training steps of each side (default 20000)")
+    parser.add_argument("--episodes", type=int, default=50, help="evaluation rollouts of each side (default 50)")
+    parser.add_argument("--image-size", default="120x160", help="recorded (and trained) size of the demos' camera")
+    parser.add_argument("--camera", default="cam_high", help="the one camera both policies see (default cam_high)")
+    parser.add_argument("--task", choices=TASK_NAMES, default="transfer_cube", help="the task of recorded demos")
+    parser.add_argument("--venv", type=Path, default=Path("/work/lerobot-venv"), help="LeRobot's environment")
+    parser.add_argument("--save-every", type=int, default=5000, help="LeRobot's checkpoint interval in steps (each "
+                        "is kept: ~0.6 GB at LeRobot's default size); tandem saves every min(500, this)")
+    parser.add_argument("--lerobot-arg", action="append", default=[], metavar="--NAME=VALUE",
+                        help="one more option for lerobot-train (repeatable)")
+    parser.add_argument("--table", action="store_true", help="only print the table of what is done")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    args = parser.parse_args()
+    if args.dataset is not None and not (args.dataset / INDEX).exists():
+        parser.error(f"--dataset {args.dataset}: no tandem dataset there (no {INDEX})")
+    s = Settings(args.work, args.dataset, args.demos, args.steps, args.episodes, args.image_size, args.camera,
+                 args.task, args.venv, args.save_every, tuple(args.lerobot_arg), args.dry_run)
+    if not args.table:
+        python = args.venv / "bin" / "python" if args.dry_run else interop.ensure_venv(args.venv, with_tandem=True)
+        record_demos(s)
+        export(s)
+        train_lerobot(s, python)
+        train_tandem(s)
+        evaluate(s, "lerobot", str(python.with_name("tandem-eval")), s.run("lerobot"), lerobot_step(s.run("lerobot")))
+        evaluate(s, "tandem", "tandem-eval", s.run("tandem") / "last", sim_results.trained_step(s.run("tandem")))
+    print(table(s) if (s.demos_dir / INDEX).exists() else "no demos yet")
+
+
+if __name__ == "__main__":
+    main()
