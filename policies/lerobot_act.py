@@ -203,9 +203,13 @@ def read_lerobot_act(folder: Path) -> LeRobotSpec:
     lerobot = {"type": "act", "dataset": dataset.get("repo_id"), "dataset_root": dataset.get("root"),
                "n_action_steps": c.get("n_action_steps"), "normalization_mapping": modes,
                "pretrained_backbone_weights": c.get("pretrained_backbone_weights")}
+    extra: dict[str, Any] = {"lerobot": lerobot}
+    start = _start_qpos(dataset.get("root"), state_dim)
+    if start is not None:  # tandem-deploy brings the followers there first, as for its own checkpoints
+        extra["start_qpos"] = start
     meta = CheckpointMeta(policy=POLICY_NAME, camera_names=cameras, image_size=image_size,
                           state_names=tuple(state_names), action_names=tuple(action_names),
-                          dataset_digest="", step=_step(folder), extra={"lerobot": lerobot})
+                          dataset_digest="", step=_step(folder), extra=extra)
     return LeRobotSpec(config, stats, meta, tuple(images), centre.astype(np.float32), scale.astype(np.float32))
 
 
@@ -302,6 +306,22 @@ def _dataset_names(root: Any) -> dict[str, list[str]]:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             names[key] = value
     return names
+
+
+def _start_qpos(root: Any, state_dim: int) -> list[float] | None:
+    """The training episodes' average first state, where the dataset is on this disk (else None: no ramp)."""
+    files = sorted((Path(str(root)) / "data").glob("*/*.parquet")) if root else []
+    firsts = []
+    try:
+        import pyarrow.parquet as pq
+
+        for f in files:
+            table = pq.read_table(f, columns=["frame_index", STATE]).to_pydict()
+            firsts += [row for index, row in zip(table["frame_index"], table[STATE], strict=True) if index == 0]
+    except (OSError, ValueError, KeyError):  # pyarrow's errors derive from these
+        return None
+    start = np.mean(np.asarray(firsts, dtype=np.float64), axis=0) if firsts else None
+    return start.round(5).tolist() if start is not None and start.shape == (state_dim,) else None
 
 
 def _step(folder: Path) -> int:

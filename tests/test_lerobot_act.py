@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow
+import pyarrow.parquet
 import pytest
 import safetensors.torch
 import torch
@@ -108,6 +110,9 @@ def test_features_and_sizes_map_to_tandem_names(tmp_path):
     names = [f"arm_{i}" for i in range(14)]
     (root / "meta" / "info.json").write_text(json.dumps({"features": {
         "observation.state": {"names": {"motors": names}}, "action": {"names": names}}}))
+    (root / "data" / "chunk-000").mkdir(parents=True)  # two episodes' rows: their first states are averaged
+    rows = {"frame_index": [0, 1, 2, 0, 1], "observation.state": [[float(i)] * 14 for i in (1, 5, 5, 3, 5)]}
+    pyarrow.parquet.write_table(pyarrow.table(rows), root / "data" / "chunk-000" / "file-000.parquet")
     model = lerobot_run(tmp_path / "run", step=300)
     (model / "train_config.json").write_text(json.dumps({"dataset": {"repo_id": "me/cube", "root": str(root)}}))
 
@@ -121,12 +126,14 @@ def test_features_and_sizes_map_to_tandem_names(tmp_path):
             spec.config.nheads, spec.config.lr) == (512, 3200, 4, 1, 8, 1e-5)
     assert spec.meta.state_names == spec.meta.action_names == tuple(names)
     assert spec.meta.step == 300 and spec.meta.extra["lerobot"]["dataset"] == "me/cube"
+    assert spec.meta.extra["start_qpos"] == [2.0] * 14  # where tandem-deploy brings the followers first
 
     (root / "meta" / "info.json").unlink()  # the dataset is not on this disk: ALOHA's names for 14 entries
     two = write_lerobot_folder(tmp_path / "two", cameras={"top": (480, 640), "angle": (480, 640)})
     spec = read_lerobot_act(two)
     assert spec.meta.camera_names == ("top", "angle") and spec.meta.image_size == (480, 640)
     assert spec.meta.state_names == joint_layout(14) and spec.meta.step == 0
+    assert "start_qpos" not in spec.meta.extra  # no dataset on this disk: no start pose, no ramp
     check_compatible(spec.meta, ["top", "angle", "cam_low"], 14, 14)
     with pytest.raises(CheckpointError, match="missing: top, angle"):
         check_compatible(spec.meta, ["cam_high"], 14, 14)
