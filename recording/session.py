@@ -38,7 +38,7 @@ class RecordOptions:
 
 
 JPEG_BYTES_PER_PIXEL = 0.3  # a camera scene at ALOHA's quality 50, on the generous side
-ROW_BYTES = 4 * 14 * 4 + 64  # qpos, qvel, effort, action rows and timestamps per step
+ROW_BYTES = 1024  # qpos, qvel, effort, action rows and timestamps per step: 4 rows of up to 60 joints
 LOW_SPACE_EPISODES = 3  # warn when the disk holds fewer episodes than this
 
 

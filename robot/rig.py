@@ -3,8 +3,8 @@
 Each arm names its kind: a built-in one (robot/arm_kinds.yaml) or one the file
 defines under `kinds:` with the same fields.
 
-A rig is a YAML file, or one of the presets shipped in robot/rigs/ ("aloha" for
-hardware, "sim" for the virtual rig). Presets go through the same loader as any
+A rig is a YAML file, or one of the presets shipped in robot/rigs/ (aloha, aloha2,
+koch, koch_bimanual for hardware; sim for the simulated rig). Presets go through the same loader as any
 user file, so `cp robot/rigs/aloha.yaml my_rig.yaml` is a good start. Every field
 is checked on load; a bad one raises RigFileError naming the file, the field and
 what is allowed.
