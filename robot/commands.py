@@ -135,7 +135,8 @@ def add_rig_argument(parser: argparse.ArgumentParser, *, virtual: bool = True) -
         parser.add_argument("--virtual", action="store_true",
                             help="run the rig's arms on virtual Dynamixel buses (the rig file's models, IDs and baud) "
                             "and its cameras as synthetic sources: try a rig file end to end before the hardware "
-                            "arrives; calibrations go to a 'virtual' folder beside the rig's")
+                            "arrives; calibrations go to a 'virtual' folder inside the rig's calibration folder, "
+                            "never over the hardware's")
 
 
 def rig_from_args(args: argparse.Namespace) -> Rig:

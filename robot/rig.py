@@ -150,7 +150,10 @@ class Rig:
         folder of their own, so a virtual run never reads or writes the hardware's."""
         arms = tuple(dataclasses.replace(a, port=VIRTUAL_PORT, virtual=True) for a in self.arms)
         cameras = tuple(c if opened_by_world(c) else dataclasses.replace(c, type="synthetic") for c in self.cameras)
-        calibration_dir = self.calibration_dir if self.virtual else self.calibration_dir / "virtual"
+        # A rig already all virtual (sim) keeps its folder; one with any hardware arm would otherwise write the
+        # virtual arms' calibrations over that arm's.
+        all_virtual = all(a.virtual for a in self.arms)
+        calibration_dir = self.calibration_dir if all_virtual else self.calibration_dir / "virtual"
         # The emulator's timing, as the sim rig's file sets it (robot/rigs/sim.yaml says why), not the hardware's.
         return dataclasses.replace(self, arms=arms, cameras=cameras, calibration_dir=calibration_dir,
                                    read_deadline_ms=self.read_deadline_ms or VIRTUAL_READ_DEADLINE_MS,

@@ -100,3 +100,20 @@ def test_unknown_preset_and_bad_yaml(tmp_path):
     path.write_text("arms: [\n")
     with pytest.raises(RigFileError, match="not valid YAML"):
         load_rig(path)
+
+
+def test_as_virtual_keeps_the_rig_and_moves_its_calibrations_into_virtual(tmp_path):
+    rig = load_rig(_write(tmp_path, GOOD))
+    virtual = rig.as_virtual()
+    assert all(a.virtual and a.port == "virtual" for a in virtual.arms)
+    assert [(a.name, a.role, a.spec, a.baud, a.side) for a in virtual.arms] == \
+        [(a.name, a.role, a.spec, a.baud, a.side) for a in rig.arms]
+    assert [(c.name, c.width, c.height, c.fps, c.type) for c in virtual.cameras] == \
+        [(c.name, c.width, c.height, c.fps, "synthetic") for c in rig.cameras]
+    assert virtual.control_hz == rig.control_hz and virtual.pairs == rig.pairs
+    assert virtual.calibration_dir == rig.calibration_dir / "virtual"
+    # one arm already virtual: the hardware follower's calibration must still not be the virtual one's
+    mixed = {**GOOD, "arms": {**GOOD["arms"], "leader_left": {**GOOD["arms"]["leader_left"], "port": "virtual"}}}
+    rig = load_rig(_write(tmp_path, mixed))
+    assert rig.virtual and rig.as_virtual().calibration_dir == rig.calibration_dir / "virtual"
+    assert load_rig("sim").as_virtual().calibration_dir == load_rig("sim").calibration_dir  # all virtual already
