@@ -157,7 +157,8 @@ class Arm:
         index = {motor_id: i for i, motor_id in enumerate(bus.ids)}
         try:
             self._primary = np.array([index[j.motor_id] for j in spec.joints])
-            self._shadows = [(j, index[j.motor_id], index[j.shadow_id]) for j in spec.joints if j.shadow_id]
+            self._shadows = [(j, index[j.motor_id], index[j.shadow_id]) for j in spec.joints
+                            if j.shadow_id is not None]  # ID 0 is a motor too
         except KeyError as missing:
             raise ValueError(f"arm {name}: motor {missing} is not on the bus {bus.port_name}") from None
         self.primary_ids = [j.motor_id for j in spec.joints]

@@ -1,14 +1,16 @@
 """An arm in radians over the virtual bus: conversions, shadows, goals."""
 
+import dataclasses
 import math
 import time
 
 import numpy as np
 import pytest
 
-from robot.arm import ticks_to_rad
+from robot.arm import Arm, ticks_to_rad
+from robot.arm_kinds import builtin_kinds
 from robot.dynamixel.errors import ShadowMismatchError
-from robot.sim.virtual_arm import gripper_angle
+from robot.sim.virtual_arm import gripper_angle, virtual_arm_bus
 
 
 def test_ticks_and_radians():
@@ -46,3 +48,19 @@ def test_configure_shadows_sets_secondary_id_and_reverse(follower):
     arm.configure_shadows()
     assert (vbus.get(3, "Secondary ID"), vbus.get(3, "Drive Mode")) == (2, 1)
     assert (vbus.get(5, "Secondary ID"), vbus.get(5, "Drive Mode")) == (4, 1)
+
+
+def test_a_shadow_at_motor_id_0_is_checked_like_any_other():
+    """Kinds are data now: a rig file may put a shadow on ID 0, and its disagreement must still stop the read."""
+    spec = builtin_kinds()["viperx_300_6dof"]
+    spec = dataclasses.replace(spec, joints=tuple(dataclasses.replace(j, shadow_id=0) if j.name == "elbow" else j
+                                                  for j in spec.joints))
+    with virtual_arm_bus("follower_left", spec) as vbus:
+        arm = Arm.on_port("follower_left", spec, vbus.port, read_deadline_s=0.05).open()
+        try:
+            arm.read()
+            vbus.offset_position(0, 200)
+            with pytest.raises(ShadowMismatchError, match="shadow motor 0"):
+                arm.read()
+        finally:
+            arm.close()
