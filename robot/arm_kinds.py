@@ -27,6 +27,7 @@ KIND_FIELDS = ("description", "joints", "gripper", "rest", "limits", "calibratio
 JOINT_FIELDS = ("id", "model", "shadow", "shadow_reversed")
 POSE_FIELDS = ("reference_deg", "second_deg", "how")
 MAX_ANGLE_RAD = math.tau  # anything further from zero than a turn is a typo
+SHADOW_SUFFIX = "_shadow"  # robot/arm.py names a shadow motor <joint>_shadow
 MIN_POSE_MOVE_DEG = 20.0  # calibration tells a motor's direction from its move between the two poses
 
 
@@ -37,6 +38,9 @@ def parse_kind(fields: Fields, name: str) -> ArmSpec:
     joint_names = joints_section.names()
     if not joint_names:
         raise k.error("joints", "an arm needs at least one joint (and a gripper)")
+    for joint in (j for j in joint_names if j.endswith(SHADOW_SUFFIX)):
+        raise joints_section.error(joint, f"a joint's name may not end in {SHADOW_SUFFIX}: a shadow motor goes by its "
+                                          f"joint's name and {SHADOW_SUFFIX} (calibration files, errors); rename it")
     joints = tuple(parse_joint(joints_section, joint) for joint in joint_names)
     check_motor_ids(k, joints)
 

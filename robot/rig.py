@@ -317,6 +317,7 @@ def parse_rig(data: Any, source: str) -> Rig:
     kinds = _parse_kinds(top)
     arms = tuple(_parse_arm(arms_section, arm_name, kinds) for arm_name in arms_section.names())
     _one_each(arms_section, "port", {a.name: a.port for a in arms if not a.virtual}, "its own port (U2D2 adapter)")
+    _one_follower_per_side(arms_section, arms)
     pairs = _parse_pairs(top, arms)
     cameras_section = top.section("cameras", _keys(top.data.get("cameras")), {})
     cameras = tuple(_parse_camera(cameras_section, cam) for cam in cameras_section.names())
@@ -354,6 +355,18 @@ def _one_each(section: Fields, key: str, values: dict[str, str], what: str) -> N
         if same in owner:
             raise section.error(f"{name}.{key}", f"{value} is also the {key} of {owner[same]}; each needs {what}")
         owner[same] = name
+
+
+def _one_follower_per_side(section: Fields, arms: tuple[RigArm, ...]) -> None:
+    """The state columns are named <side>_<joint>: two followers on one side would give two columns one name."""
+    owner: dict[str, str] = {}
+    for a in (a for a in arms if a.role == "follower"):
+        if a.side in owner:
+            given = "" if "side" in section.data[a.name] else " (unset: right where the name has 'right', else left)"
+            raise section.error(f"{a.name}.side", f"{a.side}{given} is also the side of follower {owner[a.side]}; "
+                                                  f"each follower needs its own side ({', '.join(SIDES)}): the "
+                                                  "recorded state's columns are named <side>_<joint>")
+        owner[a.side] = a.name
 
 
 def _camera_device_path(device: str) -> str:

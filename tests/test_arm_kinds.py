@@ -153,6 +153,11 @@ def _kind(change):
     (_kind(lambda k: k["limits"].pop("roll")), "kinds.six.limits.roll", "no limits for joint(s) roll"),
     (_kind(lambda k: k["rest"].update(lift=3.0)), "kinds.six.rest.lift", "outside the joint's limits"),
     (_kind(lambda k: k.update(joints={})), "kinds.six.joints", "at least one joint"),
+    (_kind(lambda k: k["joints"].update(lift_shadow={"id": 9, "model": "XL330-M288"})),
+     "kinds.six.joints.lift_shadow", "may not end in _shadow"),
+    (lambda d: d["arms"].update(follower_2={"role": "follower", "port": "virtual", "kind": "six"}),
+     "arms.follower_2.side", "left (unset: right where the name has 'right', else left) is also the side of "
+                             "follower follower_left"),
     (_kind(lambda k: k.update(colour="red")), "kinds.six.colour", "unknown field"),
     (lambda d: d["kinds"].update(koch_leader=d["kinds"]["six"]), "kinds.koch_leader",
      "'koch_leader' is the name of a built-in kind (Koch v1.1 leader"),

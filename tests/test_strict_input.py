@@ -264,7 +264,7 @@ def test_names_that_would_become_paths_are_refused(tmp_path, old, new, where):
 def test_a_joint_name_that_is_not_a_joint_is_refused(tmp_path):
     path = _rig_with(tmp_path, FOLLOWER_LEFT_PORT,
                      FOLLOWER_LEFT_PORT + "    joints: {../x: {id: 1, model: XM430-W350}}\n")
-    _rig_refused(path, "arms.follower_left.joints.../x", "unknown field")
+    _rig_refused(path, "arms.follower_left.joints.../x", "unknown joint; a viperx_300_6dof has joints waist")
 
 
 def test_a_rig_name_that_would_become_a_path_is_refused(tmp_path):
