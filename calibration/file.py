@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from robot.arm import MIN_GRIPPER_TRAVEL_RAD, ArmSpec
+from robot.arm_kinds import parse_limit
 from robot.dynamixel.bus import DynamixelBus
 from robot.dynamixel.control_table import TICKS_PER_TURN, model_name
 from robot.dynamixel.errors import NoResponseError
@@ -169,7 +170,7 @@ class ArmCalibration:
         missing = [j for j in joints if j not in limits_section.data]
         if missing:
             raise limits_section.error(missing[0], f"no limits for joint(s) {', '.join(missing)} of the motors")
-        limits = {j: _limit(limits_section, j) for j in joints}
+        limits = {j: parse_limit(limits_section, j) for j in joints}
         closed = top.number("gripper_closed", MAX_ANGLE_RAD)
         open_ = top.number("gripper_open", MAX_ANGLE_RAD)
         if abs(open_ - closed) < MIN_GRIPPER_TRAVEL_RAD:
@@ -249,18 +250,6 @@ def _parse_motor(m: Fields) -> MotorCalibration:
         raise m.error("homing_offset", f"{homing} ticks is more than a turn ({MAX_HOMING_OFFSET}); "
                                        "re-run tandem-calibrate")
     return MotorCalibration(motor_id, m.get("model", str), _name(m, "joint"), homing, m.get("reverse", bool))
-
-
-def _limit(limits: Fields, joint: str) -> tuple[float, float]:
-    """[lower, upper] in rad: finite, ordered, within a turn."""
-    pair = limits.get(joint, list)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in pair):
-        raise limits.error(joint, f"expected [lower, upper] in rad, got {pair!r}")
-    lower, upper = pair
-    if not -MAX_ANGLE_RAD <= lower < upper <= MAX_ANGLE_RAD:  # NaN fails every comparison
-        raise limits.error(joint, f"[{lower}, {upper}] is not lower < upper within "
-                                  f"-{MAX_ANGLE_RAD:.4g}..{MAX_ANGLE_RAD:.4g} rad")
-    return float(lower), float(upper)
 
 
 def calibration_path(calibration_dir: Path, arm: str) -> Path:

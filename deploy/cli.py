@@ -283,7 +283,8 @@ def deploy_main(argv: list[str] | None = None) -> int:
 def eval_main(argv: list[str] | None = None) -> int:
     def run(args: argparse.Namespace, rig: Rig, checkpoint: Checkpoint) -> int:
         if not is_sim_world(rig):
-            raise UsageError(f"tandem-eval runs on the simulated rig (--rig sim); {rig.source} is hardware: use "
+            what = "run --virtual has no simulated world to score it" if rig.virtual else "is hardware"
+            raise UsageError(f"tandem-eval runs on the simulated rig (--rig sim); {rig.source} {what}: use "
                              "tandem-deploy there")
         return run_sim("tandem-eval", args, rig, checkpoint, verbose=False)
 

@@ -55,7 +55,7 @@ def parse_kind(fields: Fields, name: str) -> ArmSpec:
     arm_joints = tuple(j for j in joint_names if j != gripper)
     limits_section = _joint_section(k, "limits", joint_names, gripper, "takes its limits from its calibrated range")
     _require_every(limits_section, arm_joints, "limits")
-    limits = {j: _limit(limits_section, j) for j in arm_joints}
+    limits = {j: parse_limit(limits_section, j) for j in arm_joints}
     rest_section = _joint_section(k, "rest", joint_names, gripper, "rests open", required=False)
     rest = {j: _within(rest_section, j, rest_section.number(j, MAX_ANGLE_RAD), limits[j])
             for j in arm_joints if j in rest_section.data}
@@ -124,8 +124,8 @@ def _require_every(section: Fields, joints: tuple[str, ...], what: str) -> None:
                                         "needs them")
 
 
-def _limit(limits: Fields, joint: str) -> tuple[float, float]:
-    """[lower, upper] in rad: finite, ordered, within a turn."""
+def parse_limit(limits: Fields, joint: str) -> tuple[float, float]:
+    """[lower, upper] in rad: finite, ordered, within a turn (a kind's limits, a calibration file's)."""
     pair = limits.get(joint, list)
     if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in pair):
         raise limits.error(joint, f"expected [lower, upper] in rad, got {pair!r}")
