@@ -1,4 +1,5 @@
-"""The rig's followers as ALOHA's 14-number rows: [left 6 joints, left gripper, right 6 joints, right gripper].
+"""The rig's followers as one row: each follower's joints in its kind's order, the left follower first (ALOHA's
+14 numbers: [left 6 joints, left gripper, right 6 joints, right gripper]; a Koch pair's 6), named <side>_<joint>.
 
 Arm joints are radians; each gripper is its calibrated opening, 0 closed .. 1
 open, so episodes from rigs with different gripper ranges mean the same thing.

@@ -17,7 +17,7 @@ camera's file. tandem's rows map to features as follows (names: the rig's joint
 names, e.g. left_waist):
 
   /observations/qpos, qvel, effort, /action    observation.state, observation.velocity, observation.effort,
-                                               action: float32 (14,)
+                                               action: float32 (state columns,)
   /observations/images/<cam>                   observation.images.<cam>: video, (H, W, 3)
   /intervention                                intervention: bool, a person drove the followers at this step
   the episode's kind                           episode_kind: string, demo | correction | rollout, every frame
