@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(PROG, describe(
         "Record episodes into a dataset folder (ALOHA-layout HDF5 files plus dataset.json).",
         "On a hardware rig the leaders drive the followers as in tandem-teleop; each episode starts on space or "
-        "when both leader grippers are closed, runs for --seconds (s stops early) and is written while it is "
+        "when every leader gripper is closed, runs for --seconds (s stops early) and is written while it is "
         "recorded, so the next one can start at once. r re-records the last episode, d discards it, q quits. "
         "An episode whose loop rate fell too low is flagged and you are asked whether to keep it. Where no key "
         "backend is available, episodes start by the grippers only and Ctrl-C ends the session.",
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-rate", type=positive_float, default=0.95, metavar="SHARE",
                         help="flag an episode whose loop rate fell below this share of the rig's")
     parser.add_argument("--start", choices=("any", "key", "gesture"), default="any",
-                        help="hardware: what starts an episode: space, closing both leader grippers, or either")
+                        help="hardware: what starts an episode: space, closing every leader gripper, or either")
     add_task_description_argument(parser)
     add_keys_argument(parser)
     add_display_argument(parser)

@@ -1,4 +1,4 @@
-"""Recording at the rig, driven by the person: start by key or by closing both leader grippers, stop on time
+"""Recording at the rig, driven by the person: start by key or by closing every leader gripper, stop on time
 or key, re-record or discard the last episode, and a check of the loop rate.
 
 It is one observer of the control loop, which keeps running between episodes
@@ -24,7 +24,7 @@ STOP_KEY = "s"
 RERECORD_KEY = "r"
 DISCARD_KEY = "d"
 QUIT_KEYS = STOP_KEYS
-GESTURE_CLOSED = 0.15  # both leader grippers at most this open (0 closed .. 1 open) starts an episode
+GESTURE_CLOSED = 0.15  # every leader gripper at most this open (0 closed .. 1 open) starts an episode
 GESTURE_REARM = 0.5  # ...once they have been opened past this since the last episode
 
 
@@ -58,7 +58,7 @@ class KeyedRecording:
     def prompt(self) -> None:
         ways = ["press space"] if self.start_keys else []
         if self.leader_grippers is not None:
-            ways.append("close both leader grippers")
+            ways.append("close every leader gripper")
         keys = (f"{RERECORD_KEY}: re-record the last, {DISCARD_KEY}: discard the last, {QUIT_KEYS[0]}: quit"
                 if self.listening else "Ctrl-C: quit")
         self.say(f"episode {len(self.saved) + 1}/{self.episodes}: {' or '.join(ways)} to start ({keys})")
