@@ -156,8 +156,8 @@ class Rig:
         calibration_dir = self.calibration_dir if all_virtual else self.calibration_dir / "virtual"
         # The emulator's timing, as the sim rig's file sets it (robot/rigs/sim.yaml says why), not the hardware's.
         return dataclasses.replace(self, arms=arms, cameras=cameras, calibration_dir=calibration_dir,
-                                   read_deadline_ms=self.read_deadline_ms or VIRTUAL_READ_DEADLINE_MS,
-                                   bus_latency_ms=self.bus_latency_ms or VIRTUAL_BUS_LATENCY_MS)
+                                   read_deadline_ms=max(self.read_deadline_ms or 0.0, VIRTUAL_READ_DEADLINE_MS),
+                                   bus_latency_ms=max(self.bus_latency_ms or 0.0, VIRTUAL_BUS_LATENCY_MS))
 
     def with_ports(self, ports: dict[str, str]) -> Rig:
         """The same rig with some arms' ports replaced (virtual arms get their pseudo-terminals)."""

@@ -112,6 +112,9 @@ def test_as_virtual_keeps_the_rig_and_moves_its_calibrations_into_virtual(tmp_pa
         [(c.name, c.width, c.height, c.fps, "synthetic") for c in rig.cameras]
     assert virtual.control_hz == rig.control_hz and virtual.pairs == rig.pairs
     assert virtual.calibration_dir == rig.calibration_dir / "virtual"
+    # the emulator's bus timing, even where the file sets the hardware's
+    timed = load_rig(_write(tmp_path, {**GOOD, "read_deadline_ms": 12, "bus_latency_ms": 1})).as_virtual()
+    assert (timed.read_deadline_ms, timed.bus_latency_ms) == (1000.0, 20.0)
     # one arm already virtual: the hardware follower's calibration must still not be the virtual one's
     mixed = {**GOOD, "arms": {**GOOD["arms"], "leader_left": {**GOOD["arms"]["leader_left"], "port": "virtual"}}}
     rig = load_rig(_write(tmp_path, mixed))
