@@ -409,6 +409,11 @@ def _with_joint_overrides(arm: Fields, kind: ArmSpec) -> ArmSpec:
     _known_joints(arm, "joints", kind.joint_names, f"a {kind.kind} has joints")
     given = arm.section("joints", kind.joint_names, {})
     overrides = {joint: parse_joint(given, joint) for joint in given.data}
+    for j in kind.joints:  # an override replaces the joint's motors: a shadow it leaves out would go unchecked
+        if j.name in overrides and j.shadow_id is not None and "shadow" not in given.data[j.name]:
+            raise given.error(f"{j.name}.shadow", f"a {kind.kind}'s {j.name} has a shadow motor (ID {j.shadow_id}): "
+                                                  f"give it here too (shadow: {j.shadow_id}), or define a kind "
+                                                  "without it under kinds:")
     joints = tuple(overrides.get(j.name, j) for j in kind.joints)
     check_motor_ids(arm, joints)
     return dataclasses.replace(kind, joints=joints)

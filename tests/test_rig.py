@@ -58,6 +58,8 @@ def test_a_user_file_loads_with_overrides(tmp_path):
     (lambda d: d["arms"]["leader_left"].update(prot="x"), "arms.leader_left.prot", "unknown field; allowed: role"),
     (lambda d: d["arms"]["leader_left"].update(baud=250000), "arms.leader_left.baud", "250000 is not one of"),
     (lambda d: d["arms"]["leader_left"].update(kind="ur5"), "arms.leader_left.kind", "'ur5' is not one of"),
+    (lambda d: d["arms"]["leader_left"].update(joints={"shoulder": {"id": 2, "model": "XM430-W350"}}),
+     "arms.leader_left.joints.shoulder.shadow", "a widowx_250_6dof's shoulder has a shadow motor (ID 3)"),
     (lambda d: d["arms"]["leader_left"].pop("port"), "arms.leader_left.port", "required field is missing"),
     (lambda d: d["arms"]["leader_left"].pop("kind"), "arms.leader_left.kind",
      f"required field is missing: name the arm's kind, a built-in one ({', '.join(builtin_kinds())}), or define "
