@@ -21,7 +21,7 @@ from calibration.file import ArmCalibration
 from calibration.joint_map import JointMap
 from calibration.store import load_calibration
 from robot.arm import Arm
-from robot.dynamixel.control_table import OPERATING_MODES
+from robot.dynamixel.control_table import OPERATING_MODES, MotorModel
 from robot.dynamixel.errors import DynamixelError
 from robot.loop import JointLimits
 from robot.rig import Rig, RigArm
@@ -74,6 +74,17 @@ class ConnectedRig:
         return problems
 
 
+def current_units(milliamps: int, model: MotorModel, what: str) -> int:
+    """A current in mA as the model's Current Limit counts it (XM430/XM540: 2.69 mA a unit, XL330: 1 mA): the rig
+    file speaks mA, so one figure means one current on every motor. More than the motor allows is refused."""
+    units = max(1, round(milliamps / model.effort_unit))
+    most = model.register("Current Limit").default  # the e-Manual's initial value is the motor's maximum
+    if units > most:
+        raise ValueError(f"{what}: gripper_current_limit {milliamps} mA is more than a {model.name} allows "
+                         f"({most * model.effort_unit:.0f} mA)")
+    return units
+
+
 def _prepare(arm_cfg: RigArm, arm: Arm, calibration: ArmCalibration) -> None:
     bus = arm.bus
     with bus.torque_disabled():
@@ -85,10 +96,12 @@ def _prepare(arm_cfg: RigArm, arm: Arm, calibration: ArmCalibration) -> None:
         calibration.apply(bus)
         if arm_cfg.role == "follower":
             for j in arm.spec.joints:
-                if j.name == arm.spec.gripper and bus.model_of(j.motor_id).has("Current Limit"):
+                model = bus.model_of(j.motor_id)
+                if j.name == arm.spec.gripper and model.has("Current Limit"):
+                    limit = current_units(arm_cfg.gripper_current_limit, model, f"{arm_cfg.name} gripper")
                     bus.write_if_different(j.motor_id, "Operating Mode", CURRENT_BASED_POSITION)
-                    bus.write_if_different(j.motor_id, "Current Limit", arm_cfg.gripper_current_limit)
-                    bus.write(j.motor_id, "Goal Current", arm_cfg.gripper_current_limit)
+                    bus.write_if_different(j.motor_id, "Current Limit", limit)
+                    bus.write(j.motor_id, "Goal Current", limit)
                 else:
                     bus.write_if_different(j.motor_id, "Operating Mode", POSITION)
     if arm_cfg.role == "leader":

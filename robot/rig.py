@@ -56,7 +56,8 @@ class RigArm:
     port: str
     baud: int = 1_000_000
     side: str = "left"
-    gripper_current_limit: int = 300  # mA; followers run the gripper in current-based position mode
+    gripper_current_limit: int = 300  # mA, converted to each motor's units; followers run the gripper in
+    # current-based position mode
     virtual: bool = False  # a virtual bus of the sim rig (its port becomes a pseudo-terminal at start)
 
 

@@ -137,9 +137,10 @@ def test_stop_leaves_followers_holding_then_torque_off_and_leaders_limp(tmp_path
         with connect(live, say=lambda _: None, read_deadline_s=0.2) as connected:
             assert buses["follower_left"].get(1, "Torque Enable") == 1
             assert buses["leader_left"].get(1, "Torque Enable") == 0
-            # the gripper runs in current-based position mode under its current limit
+            # the gripper runs in current-based position mode under its current limit: 807 mA is ALOHA's 300 units
             assert buses["follower_left"].get(9, "Operating Mode") == 5
-            assert buses["follower_left"].get(9, "Current Limit") == live.arm("follower_left").gripper_current_limit
+            assert live.arm("follower_left").gripper_current_limit == 807
+            assert buses["follower_left"].get(9, "Current Limit") == 300
             connected.arms["follower_left"].write_positions(np.array([0.2, 0, 0, 0, 0, 0, 0.5]))
         for name, bus in buses.items():
             assert all(bus.get(i, "Torque Enable") == 0 for i in bus.motors), name
@@ -178,3 +179,13 @@ def test_sine_motion_is_smooth_and_starts_at_rest():
     assert rest[arm.spec.gripper] == pytest.approx(gripper_angle(arm.spec, 1.0))
     speeds = [abs(sine_pose(arm, t + 0.02)["waist"] - sine_pose(arm, t)["waist"]) / 0.02 for t in np.arange(0, 20, 0.1)]
     assert max(speeds) < 0.4 * 2 * math.pi * 0.3 * 1.2
+
+
+def test_the_gripper_current_limit_is_milliamps_on_every_motor_model():
+    from calibration.connection import current_units
+    from robot.dynamixel.control_table import get_model
+
+    assert current_units(807, get_model("XM430-W350"), "g") == 300  # 2.69 mA a unit: ALOHA's register value
+    assert current_units(300, get_model("XL330-M288"), "g") == 300  # 1 mA a unit
+    with pytest.raises(ValueError, match=r"follower gripper: gripper_current_limit 5000 mA is more than a XL330-M288"):
+        current_units(5000, get_model("XL330-M288"), "follower gripper")
