@@ -41,13 +41,14 @@ import numpy as np  # noqa: E402
 from robot.commands import non_negative_int, positive_int  # noqa: E402
 from robot.sim.expert import CLOSED, HOLDING_BELOW, Contacts, Expert, quat_yaw  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS, REWARD_STAGES  # noqa: E402
-from robot.sim.world import SIDES, World, gripper_angle_from_normalized  # noqa: E402
+from robot.sim.world import SIDES, World, gripper_angle_from_normalized, gripper_normalized_from_angle  # noqa: E402
 
 TASK = "insertion"
 PARTS = {"right": ("peg", ("red_peg",)), "left": ("socket", Expert.SOCKET_WALLS)}  # arm -> its part, its geoms
 TOP_CAMERA, POLICY_IMAGE = "top", (120, 160)  # cam_high at the `cpu` preset's input size (H, W)
 SETTLED_STEP = 10  # the parts, dropped from 5 cm at reset, rest on the table by then (0.2 s)
 WINDOW = 40  # steps per window of the action-spread table
+LOOSE = 0.45  # right gripper opening over which the jaws no longer squeeze the peg (they hold it at ~0.35)
 
 
 @dataclass
@@ -340,7 +341,8 @@ def through_stack(first_seed: int, seeds: int, steps: int) -> None:
     from robot.sim.world_process import SimWorldProcess
     from teleop.sim_episodes import run_episode
 
-    print(f"through the whole stack, as the demos are recorded (seeds {first_seed}..{first_seed + seeds - 1}):")
+    print(f"\nthrough the whole stack, as the demos are recorded (seeds {first_seed}..{first_seed + seeds - 1}):")
+    wins, picks, opens, finals, phases = [], [], [], Counter(), Counter()
     world = SimWorldProcess(load_rig("sim"), TASK, cameras=False)
     with world as live, connect(live, say=lambda s: None, **world.bus_options) as connected:
         for seed in range(first_seed, first_seed + seeds):
@@ -348,12 +350,36 @@ def through_stack(first_seed: int, seeds: int, steps: int) -> None:
             result = run_episode(world, connected, seed, steps, observers=[lambda step, log=log: log.append(
                 world.status())])
             won = next((t for t, s in enumerate(log) if s.reward >= 4), None)
-            let_go = None if won is None else next((t for t in range(won, len(log)) if log[t].phase == "pick"), None)
-            after = Counter(s.phase for s in log[won + 1:]) if won is not None else Counter()
-            print(f"  seed {seed}: max reward {result.max_reward}, first success at step {fmt(won, 'd')}, the expert "
-                  f"picks again from step {fmt(let_go, 'd')}, reward at the last step {log[-1].reward}, peg at "
-                  f"{1000 * log[-1].objects['peg'][2]:.0f} mm height; phases after success: "
-                  + ", ".join(f"{p} {c}" for p, c in after.most_common()))
+            if won is None:
+                print(f"  seed {seed}: max reward {result.max_reward}, no success")
+                continue
+            after = log[won + 1:]
+            pick = next((t for t in range(won, len(log)) if log[t].phase == "pick"), None)
+            opening = [gripper_normalized_from_angle(s.joints["right"][6]) for s in after]
+            loose = sum(o > LOOSE for o in opening)
+            wins.append(won)
+            picks.append(None if pick is None else pick - won)
+            opens.append((loose, sum(o > HOLDING_BELOW for o in opening), max(opening, default=0.0)))
+            finals[log[-1].reward] += 1
+            phases.update(s.phase for s in after)
+            print(f"  seed {seed}: first success at step {won}; the expert plans a new pick {fmt(picks[-1], 'd')} "
+                  f"steps later; of the {len(after)} steps after success the peg's jaws are loose in {loose}, open in "
+                  f"{opens[-1][1]} (widest {opens[-1][2]:.2f}); reward at the last step {log[-1].reward}; phases: "
+                  + ", ".join(f"{p} {c}" for p, c in Counter(s.phase for s in after).most_common()))
+    n = seeds
+    print(f"  summary: success {len(wins)}/{n}; first success at {spread(wins, spec='.0f')}")
+    if wins:
+        after = [steps - 1 - w for w in wins]
+        print(f"    after the first success: {spread(after, ' steps', '.0f')}, {100 * sum(after) / (n * steps):.0f}% "
+              "of all demo steps")
+        print(f"    the expert plans a new pick (no longer sees the peg held) in {sum(p is not None for p in picks)} "
+              f"seeds, {spread(picks, ' steps after success', '.0f')}")
+        for k, what in ((0, f"loose (opening over {LOOSE})"), (1, f"open (over {HOLDING_BELOW})")):
+            print(f"    the peg's jaws {what} after success in {sum(o[k] > 0 for o in opens)} seeds, "
+                  f"{100 * sum(o[k] for o in opens) / max(1, sum(after)):.0f}% of the steps after success")
+        print("    reward at the last step: " + ", ".join(f"{r}: {finals[r]}" for r in range(5)))
+        print("    the expert's phase after success: " + ", ".join(
+            f"{p} {100 * c / max(1, sum(phases.values())):.0f}%" for p, c in phases.most_common()))
 
 
 def main() -> None:
