@@ -4,7 +4,8 @@
     python3 bench/insertion_demos.py --seeds 5 --first-seed 50 --check-projection --through-stack 2
 
 The scripted expert (robot/sim/expert.py) drives the world in-process, physics only, as bench/sim.py's takeover
-runs do (the recorded demos go through the leaders, virtual buses and teleop loop; same plan, a step of latency).
+runs do. The recorded demos go through the leaders, virtual buses and teleop loop: same plan, reached some 15 steps
+later, and what follows the first success differs in detail (--through-stack N runs N seeds that way too, ~5 s each).
 Per seed it prints the success, the step each reward stage (robot/sim/tasks.py) is first reached and, per arm:
 
   close   the step the expert commands its gripper shut on its part
@@ -14,10 +15,11 @@ Per seed it prints the success, the step each reward stage (robot/sim/tasks.py) 
   yaw     the part's heading at `lift` (deg; every seed starts at 0) and relative to the gripper's heading
   pushed  how far (mm, on the table) the part moved from its settled start until the close command
   moved   how far it moved between the close command and `lift`: the jaws shoving it while they close
-  slip    how much the offset changed between `lift` and the start of the expert's "insert" phase (mm)
+  along   where on the part the grasp point is at `lift`: mm along its long axis from its centre
+  slip    how far the grasp point moved on the part between `lift` and the start of the expert's "insert" phase (mm),
+          and how far the part turned in the gripper (deg)
 
-and what follows the first success: the step the peg is let go, and how many steps of the episode come after it
-(--through-stack N checks that part on N seeds run as tandem-record runs them).
+and what follows the first success: the step the peg is let go, and how many steps of the episode come after it.
 The summary adds the spread of each quantity across seeds, where the parts start in pixels of the policy's top
 camera (the `cpu` preset's 120x160 cam_high, projected with the camera's pose and fovy from the model), how many
 pixels separate the start positions of different seeds, and how much of the commanded joints' spread across seeds,
