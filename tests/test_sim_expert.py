@@ -109,3 +109,87 @@ def test_every_registered_task_has_a_scene_a_plan_and_a_gym_aloha_twin_and_an_un
         sim_task("stack_cups")
     with pytest.raises(UnknownTaskError, match="known tasks"):
         World("stack_cups")
+
+
+def run_insertion(seed: int, steps: int = 400, take_over=lambda t, first_success, reward: False):
+    """The insertion expert on the world, physics only (as bench/insertion_demos.py runs it). `take_over` says on
+    which steps the operator takes over afresh (expert.reset(), as the gate does). Per step: the reward after it,
+    the expert's phase and both gripper commands; the step of the first success; the steps taken over on."""
+    from robot.sim.expert import Expert
+    from robot.sim.world import World, gripper_angle_from_normalized
+
+    world = World("insertion")
+    expert = Expert(world)
+    world.reset(seed)
+    expert.reset()
+    log, first_success, taken_over, reward = [], None, [], 0
+    for t in range(steps):
+        if take_over(t, first_success, reward):
+            expert.reset()
+            taken_over.append((t, reward))
+        commands = expert.act()
+        for side, (q, g) in commands.items():
+            world.set_targets(side, q, gripper_angle_from_normalized(g))
+        reward = world.step()
+        log.append((reward, expert.phase, commands["left"][1], commands["right"][1]))
+        if reward == 4 and first_success is None:
+            first_success = t
+    world.close()
+    return log, first_success, taken_over
+
+
+def assert_held_after(log, first_success):
+    assert first_success is not None, f"no success; max reward {max(r for r, *_ in log)}"
+    after = log[first_success + 1:]
+    assert [t for t, (_, phase, *_) in enumerate(after, first_success + 1) if phase == "pick"] == []
+    assert all(left == right == 0.0 for _, _, left, right in after), "a gripper opened after the insertion"
+    assert log[-1][0] == 4, f"reward at the last step {log[-1][0]}, phases after success " \
+                            f"{sorted({phase for _, phase, *_ in after})}"
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_a_finished_insertion_is_held_to_the_episode_end(seed):
+    log, first_success, _ = run_insertion(seed)
+    assert_held_after(log, first_success)
+    assert first_success < 200
+
+
+def test_a_takeover_from_a_finished_insertion_holds_it():
+    # taken over just after the success, on the first step after that whose pin contact is off, and later on
+    off_taken: list[int] = []
+
+    def take_over(t, first_success, reward):
+        if first_success is None:
+            return False
+        if t > first_success + 1 and reward < 4 and not off_taken:
+            off_taken.append(t)
+            return True
+        return t - first_success in (1, 200)
+
+    log, first_success, taken_over = run_insertion(0, take_over=take_over)
+    assert_held_after(log, first_success)
+    assert any(reward < 4 for _, reward in taken_over), "no takeover landed on a step without the pin contact"
+
+
+def test_a_takeover_mid_insertion_still_picks():
+    from robot.sim.expert import Expert
+    from robot.sim.world import World, gripper_angle_from_normalized
+
+    world = World("insertion")
+    expert = Expert(world)
+    world.reset(3)
+    phases_after = []
+    for t in range(520):
+        if 70 <= t < 100:  # both parts lifted: something opens the grippers and drops them
+            for side in ("left", "right"):
+                world.set_targets(side, world.read_arm(side).position[:6], gripper_angle_from_normalized(1.0))
+            if t == 99:
+                expert.reset()
+                world.max_reward = 0
+        else:
+            for side, (q, g) in expert.act().items():
+                world.set_targets(side, q, gripper_angle_from_normalized(g))
+            phases_after.append(expert.phase) if t >= 100 else None
+        world.step()
+    world.close()
+    assert phases_after[0] == "pick" and world.success, f"max reward {world.max_reward}, phase {expert.phase}"

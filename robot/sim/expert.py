@@ -5,7 +5,10 @@ gripper openings), picks the task phase that state calls for (reach, grasp,
 lift, hand over / insert, release), sets a grasp-point goal per arm, moves a
 commanded point toward it at a bounded speed and turns that into joint targets
 with inverse kinematics. Nothing depends on how the episode started, so it can
-take over from whatever state a failing policy left behind.
+take over from whatever state a failing policy left behind. What it remembers
+between steps, until reset(): which parts its grippers held a moment ago (finger
+contact breaks for a step when a held part is pressed on something), and that the
+task is done (a finished insertion is held to the episode's end).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from robot.sim.world import CONTROL_DT, SIDES, World, gripper_normalized_from_an
 
 OPEN, CLOSED = 1.0, 0.0
 HOLDING_BELOW = 0.85  # measured gripper opening (0..1) under which a closed gripper holds what it touches (cube: 0.6)
+GRIP_MEMORY = 5  # steps a closed gripper still counts as holding a part after its fingers last touched it
 SPEED = 0.45  # m/s of the commanded grasp point
 JOINT_SPEED = 3.0  # rad/s at most per joint
 UP = np.array([0.0, 0.0, 1.0])
@@ -79,10 +83,15 @@ class Expert:
         self.reset()
 
     def reset(self) -> None:
-        """Start from the world as it is now (a new episode, or taking over mid-episode)."""
+        """Start from the world as it is now (a new episode, or taking over mid-episode): no part counts as held
+        until touched, and a finished task is held again only once the world shows it finished."""
         qpos = self.world.data.qpos
         self.q = {side: qpos[self.ik[side].qpos_index].copy() for side in SIDES}
         self.point = {side: self.ik[side].pose(qpos)[0] for side in SIDES}
+        self.steps = 0
+        self.touched_at: dict[tuple[str, tuple[str, ...]], int] = {}  # (arm, part's geoms) -> last step touched
+        self.rotation = {side: self.ik[side].pose(qpos)[1] for side in SIDES}  # last commanded gripper rotation
+        self.hold: dict[str, Goal] | None = None  # the task is done: these goals until reset
 
     def gripper_opening(self, side: str) -> float:
         return gripper_normalized_from_angle(self.world.read_arm(side).position[6])
@@ -92,6 +101,7 @@ class Expert:
 
     def act(self) -> dict[str, tuple[np.ndarray, float]]:
         """Per arm: 6 joint targets (rad) and the gripper target (0 closed .. 1 open)."""
+        self.steps += 1
         goals = self.plan(Contacts(self.world))
         out = {}
         qpos = self.world.data.qpos.copy()
@@ -99,6 +109,7 @@ class Expert:
             gap = goal.position - self.point[side]
             step = goal.speed * CONTROL_DT
             self.point[side] = self.point[side] + gap * min(1.0, step / max(np.linalg.norm(gap), 1e-9))
+            self.rotation[side] = goal.rotation
             q = self.ik[side].solve(qpos, self.q[side], self.point[side], goal.rotation)
             self.q[side] = self.q[side] + np.clip(q - self.q[side], -JOINT_SPEED * CONTROL_DT,
                                                   JOINT_SPEED * CONTROL_DT)
@@ -119,8 +130,13 @@ class Expert:
         return Goal(at if over else at + np.array([0, 0, 0.08]), rotation, OPEN)
 
     def _holds(self, contacts: Contacts, side: str, geoms: tuple[str, ...]) -> bool:
-        touching = any(contacts.fingers_touch(side, g) for g in geoms)
-        return touching and self.gripper_opening(side) < HOLDING_BELOW
+        """Closed jaws hold a part they touch now or touched within GRIP_MEMORY steps: a part pressed against
+        something loses finger contact for a step or two while still gripped, and that is no reason to pick it
+        up again. Opening the jaws lets go at once; after a reset a part is held only once touched."""
+        if any(contacts.fingers_touch(side, g) for g in geoms):
+            self.touched_at[side, geoms] = self.steps
+        last = self.touched_at.get((side, geoms))
+        return last is not None and self.steps - last < GRIP_MEMORY and self.gripper_opening(side) < HOLDING_BELOW
 
     # -- transfer_cube: the right arm picks the cube, hands it to the left arm in mid-air -----------
     MEET = np.array([0.0, 0.5, 0.25])
@@ -163,6 +179,20 @@ class Expert:
     # -- insertion: each arm picks its part, they meet in the air, the peg goes into the socket ----
     SOCKET_AT = np.array([-0.05, 0.5, 0.2])  # where the left arm holds the socket's centre for the insertion
     SOCKET_WALLS = ("socket-1", "socket-2", "socket-3", "socket-4")
+    PIN_END = 0.04  # m from the socket's centre along its axis: the pin's face that the peg's end touches
+    NEAR_PIN = 0.005  # m short of that face the peg's end counts as home (the contact comes and goes)
+    BORE_SLACK = 0.008  # m the peg's end can be off the socket's axis in its bore (walls at 0.018, peg 0.01 wide)
+    HOLD_PRESS = 0.006  # m past the pin's face the held peg's end is aimed, so it keeps pressing on the pin
+
+    def _peg_home(self, contacts: Contacts, tip: np.ndarray, socket: np.ndarray, socket_axis: np.ndarray) -> bool:
+        """The task's success (the peg touches the pin), or the peg's end in the socket's bore just short of the
+        pin: a takeover may start on a step where the contact is off."""
+        if contacts.touching("red_peg", "pin"):
+            return True
+        rel = tip - socket
+        along = float(rel @ socket_axis)
+        off_axis = float(np.linalg.norm(rel - along * socket_axis))
+        return self.PIN_END < along < self.PIN_END + self.NEAR_PIN and off_axis < self.BORE_SLACK
 
     def _insertion(self, contacts: Contacts) -> dict[str, Goal]:
         poses = self.world.object_poses()
@@ -171,6 +201,16 @@ class Expert:
         tip = peg - 0.06 * peg_axis  # the peg's end that goes in
         mouth = socket + 0.06 * socket_axis  # the socket's open end facing the peg
         right, left = self.grasp_point("right"), self.grasp_point("left")
+        if self.hold is None and self._peg_home(contacts, tip, socket, socket_axis):
+            # Done, for the rest of the episode (reset() ends it): the left arm stays where it was sent and the
+            # right one keeps the peg pressed on the pin, both grippers closed. Pressed 6 mm rather than the
+            # insert's 3: an arm sent to where it is, as after a takeover, sags a few mm under its load.
+            press = socket + (self.PIN_END - self.HOLD_PRESS) * socket_axis
+            self.hold = {"left": Goal(self.point["left"], self.rotation["left"], CLOSED),
+                         "right": Goal(right + (press - tip), self.rotation["right"], CLOSED, 0.12)}
+        if self.hold is not None:
+            self.phase = "inserted"
+            return self.hold
         peg_lifted = not contacts.touching("red_peg", "table")
         socket_lifted = not any(contacts.touching(w, "table") for w in self.SOCKET_WALLS)
         right_holds = self._holds(contacts, "right", ("red_peg",)) and peg_lifted
@@ -188,9 +228,7 @@ class Expert:
         if right_holds:
             socket_ready = left_holds and np.linalg.norm(socket - self.SOCKET_AT) < 0.02
             line_up = mouth + 0.03 * socket_axis
-            if contacts.touching("red_peg", "pin"):
-                tip_goal, self.phase = tip, "inserted"  # hold it there
-            elif not socket_ready:
+            if not socket_ready:
                 tip_goal, self.phase = line_up + np.array([0.05, 0, 0]), "carry"
             elif np.linalg.norm((tip - line_up)[1:]) < 0.006 or np.linalg.norm(tip - mouth) < 0.03:
                 tip_goal, self.phase = socket + 0.037 * socket_axis, "insert"  # the pin ends at +0.04
