@@ -136,12 +136,12 @@ def parse_limit(limits: Fields, joint: str) -> tuple[float, float]:
     return float(lower), float(upper)
 
 
-def _within(fields: Fields, key: str, angle: float, limits: tuple[float, float], unit: str = "rad") -> float:
-    """An angle (rad) inside the joint's limits; the error shows it in the file's unit."""
+def _within(fields: Fields, key: str, angle: float, limits: tuple[float, float], as_written: str = "") -> float:
+    """An angle (rad) inside the joint's limits; the error shows it as the file wrote it."""
     lower, upper = limits
     if not lower <= angle <= upper:
-        shown = math.degrees(angle) if unit == "degrees" else angle
-        raise fields.error(key, f"{shown:g} {unit} is outside the joint's limits [{lower:g}, {upper:g}] rad")
+        raise fields.error(key, f"{as_written or f'{angle:g} rad'} is outside the joint's limits "
+                                f"[{lower:g}, {upper:g}] rad")
     return angle
 
 
@@ -164,6 +164,7 @@ def _parse_calibration(k: Fields, joints: tuple[str, ...], gripper: str,
         how = p.get("how", str).strip()
         if not how:
             raise p.error("how", "say how a person gets the joint from the reference pose to the second")
-        poses[joint] = PoseJoint(_within(p, "reference_deg", math.radians(first), limits[joint], "degrees"),
-                                 _within(p, "second_deg", math.radians(second), limits[joint], "degrees"), how)
+        poses[joint] = PoseJoint(_within(p, "reference_deg", math.radians(first), limits[joint], f"{first:g} degrees"),
+                                 _within(p, "second_deg", math.radians(second), limits[joint], f"{second:g} degrees"),
+                                 how)
     return CalibrationPoses(reference, poses)
