@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from rig_files import rig_refused
 
 from calibration.file import CalibrationError, calibration_path
 from calibration.store import factory_calibration, load_calibration
-from robot.rig import RigFileError, load_rig, preset_names
+from robot.rig import load_rig, preset_names
 
 SIM = load_rig("sim")
 
@@ -187,16 +188,6 @@ def _line_of(path, text):
     return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
 
 
-def _rig_refused(path, where, *fragments):
-    with pytest.raises(RigFileError) as info:
-        load_rig(path)
-    assert str(path) in str(info.value)
-    assert info.value.where == where
-    for fragment in fragments:
-        assert fragment in info.value.problem, info.value.problem
-    return info.value
-
-
 def test_the_shipped_rigs_load():
     for name in preset_names():
         rig = load_rig(name)
@@ -210,13 +201,13 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
     path = _rig_with(tmp_path, "    port: /dev/ttyDXL_puppet_left\n",
                      "    port: /dev/ttyDXL_puppet_left\n    port: /dev/ttyDXL_puppet_right\n")
     line = _line_of(path, "port: /dev/ttyDXL_puppet_right")
-    _rig_refused(path, f"line {line}", "'port' is given twice", f"line {line - 1}")
+    rig_refused(path, f"line {line}", "'port' is given twice", f"line {line - 1}")
 
 
 def test_a_key_given_twice_in_a_flow_mapping_is_refused(tmp_path):
     path = _rig_with(tmp_path, "{leader: leader_left, follower: follower_left}",
                      "{leader: leader_left, follower: follower_left, follower: follower_right}")
-    _rig_refused(path, f"line {_line_of(path, 'follower: follower_right}')}", "'follower' is given twice")
+    rig_refused(path, f"line {_line_of(path, 'follower: follower_right}')}", "'follower' is given twice")
 
 
 def test_a_merge_key_may_be_overridden(tmp_path):
@@ -227,7 +218,7 @@ def test_a_merge_key_may_be_overridden(tmp_path):
 
 def test_two_arms_on_one_port_are_refused(tmp_path):
     path = _rig_with(tmp_path, "/dev/ttyDXL_puppet_right", "/dev/ttyDXL_puppet_left")
-    _rig_refused(path, "arms.follower_right.port", "/dev/ttyDXL_puppet_left is also the port of follower_left")
+    rig_refused(path, "arms.follower_right.port", "/dev/ttyDXL_puppet_left is also the port of follower_left")
 
 
 def test_two_names_of_one_port_are_one_port(tmp_path):
@@ -237,18 +228,18 @@ def test_two_names_of_one_port_are_one_port(tmp_path):
     (tmp_path / "ttyDXL_b").symlink_to(adapter)
     text = ALOHA.read_text().replace("/dev/ttyDXL_puppet_left", str(tmp_path / "ttyDXL_a"))
     path = _rig_with(tmp_path, "/dev/ttyDXL_puppet_right", str(tmp_path / "ttyDXL_b"), text)
-    _rig_refused(path, "arms.follower_right.port", "also the port of follower_left")
+    rig_refused(path, "arms.follower_right.port", "also the port of follower_left")
 
 
 def test_two_cameras_on_one_device_are_refused(tmp_path):
     path = _rig_with(tmp_path, "/dev/CAM_LOW", "/dev/CAM_HIGH")
-    _rig_refused(path, "cameras.cam_low.device", "/dev/CAM_HIGH is also the device of cam_high", "own device")
+    rig_refused(path, "cameras.cam_low.device", "/dev/CAM_HIGH is also the device of cam_high", "own device")
 
 
 def test_a_camera_index_and_its_device_file_are_one_camera(tmp_path):
     text = ALOHA.read_text().replace("device: /dev/CAM_HIGH", "device: 0")
     path = _rig_with(tmp_path, "/dev/CAM_LOW", "/dev/video0", text)
-    _rig_refused(path, "cameras.cam_low.device", "also the device of cam_high")
+    rig_refused(path, "cameras.cam_low.device", "also the device of cam_high")
 
 
 @pytest.mark.parametrize("old, new, where", [
@@ -258,23 +249,23 @@ def test_a_camera_index_and_its_device_file_are_one_camera(tmp_path):
     ("  cam_low:", "  2cam:", "cameras.2cam"),
 ])
 def test_names_that_would_become_paths_are_refused(tmp_path, old, new, where):
-    _rig_refused(_rig_with(tmp_path, old, new), where, "is not a name")
+    rig_refused(_rig_with(tmp_path, old, new), where, "is not a name")
 
 
 def test_a_joint_name_that_is_not_a_joint_is_refused(tmp_path):
     path = _rig_with(tmp_path, FOLLOWER_LEFT_PORT,
                      FOLLOWER_LEFT_PORT + "    joints: {../x: {id: 1, model: XM430-W350}}\n")
-    _rig_refused(path, "arms.follower_left.joints.../x", "unknown joint; a viperx_300_6dof has joints waist")
+    rig_refused(path, "arms.follower_left.joints.../x", "unknown joint; a viperx_300_6dof has joints waist")
 
 
 def test_a_rig_name_that_would_become_a_path_is_refused(tmp_path):
-    _rig_refused(_rig_with(tmp_path, "name: aloha", "name: ../../outside"), "name", "not a rig name")
+    rig_refused(_rig_with(tmp_path, "name: aloha", "name: ../../outside"), "name", "not a rig name")
 
 
 def test_a_rig_file_that_is_not_utf8_is_named(tmp_path):
     path = tmp_path / "rig.yaml"
     path.write_bytes(ALOHA.read_bytes().replace(b"# ALOHA", b"# ALOHA \xff\xfe", 1))
-    _rig_refused(path, "", "not UTF-8")
+    rig_refused(path, "", "not UTF-8")
 
 
 @pytest.mark.parametrize("value, problem", [
@@ -284,7 +275,7 @@ def test_a_rig_file_that_is_not_utf8_is_named(tmp_path):
 def test_pair_offsets_are_finite_and_within_a_turn(tmp_path, value, problem):
     path = _rig_with(tmp_path, "{leader: leader_left, follower: follower_left}",
                      f"{{leader: leader_left, follower: follower_left, offsets: {{waist: {value}}}}}")
-    _rig_refused(path, "pairs[0].offsets.waist", problem)
+    rig_refused(path, "pairs[0].offsets.waist", problem)
 
 
 @pytest.mark.parametrize("old, new, where", [
@@ -295,7 +286,7 @@ def test_pair_offsets_are_finite_and_within_a_turn(tmp_path, value, problem):
     ("control_hz: 50", "control_hz: .nan", "control_hz"),
 ])
 def test_rig_types_are_exact(tmp_path, old, new, where):
-    _rig_refused(_rig_with(tmp_path, old, new), where, "expected")
+    rig_refused(_rig_with(tmp_path, old, new), where, "expected")
 
 
 def test_tandem_calibrate_reports_a_bad_rig_file(tmp_path):
