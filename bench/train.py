@@ -8,11 +8,14 @@
 2. Training: optimizer steps/s of the `cpu`, `small` and `paper` presets on
    synthetic batches (compute only), and the samples/s that asks of the loader.
 3. Inference: latency of one chunk prediction (batch 1) per preset.
+4. The `cpu` preset's step three ways, in alternating rounds: torch's default
+   AdamW in fp32 (the baseline), the fused AdamW tandem-train uses, and that
+   with --precision bf16 (autocast on the CPU).
 
 By default two 8 s episodes are recorded first on the simulated rig (scripted
 operator, four cameras at 480x640, JPEG, as ALOHA records); --dataset uses yours.
 
-    python3 bench/train.py [--dataset DIR] [--samples 400] [--steps 5] [--threads N]
+    python3 bench/train.py [--dataset DIR] [--samples 400] [--steps 5] [--threads N] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from policies.config import preset  # noqa: E402
 from policies.dataset import EpisodeDataset, compute_stats, load_episodes  # noqa: E402
 from policies.normalize import NormStats  # noqa: E402
 from policies.registry import make_policy  # noqa: E402
+from policies.train import adamw, autocast_for  # noqa: E402
 from recording.cli import main as record_main  # noqa: E402
 from recording.dataset import Dataset  # noqa: E402
 
@@ -106,25 +110,35 @@ def bench_loader(root: Path, samples: int) -> None:
           f"(cache built in {build_s:.1f} s)")
 
 
-def bench_model(name: str, steps: int) -> None:
-    config = preset(name)
-    torch.manual_seed(0)
-    policy = make_policy(config)
-    optimizer = torch.optim.AdamW(policy.param_groups(), weight_decay=config.weight_decay)
+def synthetic_batch(config) -> dict[str, torch.Tensor]:
     b, n, (h, w) = config.batch_size, len(config.camera_names), config.image_size
-    batch = {"qpos": torch.randn(b, config.state_dim), "images": torch.rand(b, n, 3, h, w),
-             "action": torch.randn(b, config.chunk_size, config.action_dim),
-             "is_pad": torch.zeros(b, config.chunk_size, dtype=torch.bool)}
+    return {"qpos": torch.randn(b, config.state_dim), "images": torch.rand(b, n, 3, h, w),
+            "action": torch.randn(b, config.chunk_size, config.action_dim),
+            "is_pad": torch.zeros(b, config.chunk_size, dtype=torch.bool)}
+
+
+def step_seconds(policy, optimizer, batch, steps: int, precision: str = "fp32") -> list[float]:
+    """Seconds of each training step after the first (which allocates)."""
     times = []
-    for i in range(steps + 1):  # the first step allocates: not counted
+    for i in range(steps + 1):
         start = time.perf_counter()
-        loss, _ = policy(batch)
+        with autocast_for(precision, torch.device("cpu")):
+            loss, _ = policy(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if i:
             times.append(time.perf_counter() - start)
-    step_s = float(np.median(times))
+    return times
+
+
+def bench_model(name: str, steps: int) -> None:
+    config = preset(name)
+    torch.manual_seed(0)
+    policy = make_policy(config)
+    batch = synthetic_batch(config)
+    b, n, (h, w) = config.batch_size, len(config.camera_names), config.image_size
+    step_s = float(np.median(step_seconds(policy, adamw(policy.param_groups(), config.weight_decay), batch, steps)))
     policy.eval()
     one = {"qpos": batch["qpos"][:1], "images": batch["images"][:1]}
     latencies = []
@@ -140,6 +154,40 @@ def bench_model(name: str, steps: int) -> None:
           f"inference {np.median(latencies) * 1e3:6.1f} ms/chunk")
 
 
+def cpu_bf16_flags() -> str:
+    """The CPU's bf16 instructions as /proc/cpuinfo names them (autocast to bf16 is slow without them)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    found = sorted(f for f in flags.split() if "bf16" in f)
+    return ", ".join(found) or "none"
+
+
+def bench_step_variants(steps: int, rounds: int) -> None:
+    """The cpu preset's step: default AdamW fp32, fused AdamW fp32, fused AdamW + bf16 autocast. The variants take
+    turns, `rounds` times, so a machine whose load changes meanwhile affects each alike."""
+    config = preset("cpu")
+    batch = synthetic_batch(config)
+    variants = {"torch's AdamW, fp32 (baseline)": ("plain", "fp32"), "fused AdamW, fp32 (tandem-train's default)":
+                ("fused", "fp32"), "fused AdamW, --precision bf16": ("fused", "bf16")}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (optimizer_kind, precision) in variants.items():
+            torch.manual_seed(0)
+            policy = make_policy(config)
+            optimizer = adamw(policy.param_groups(), config.weight_decay) if optimizer_kind == "fused" else \
+                torch.optim.AdamW(policy.param_groups(), weight_decay=config.weight_decay)
+            times[name] += step_seconds(policy, optimizer, batch, steps, precision)
+    print(f"the cpu preset's training step, {rounds} rounds of {steps} steps each (CPU bf16 instructions: "
+          f"{cpu_bf16_flags()}):")
+    baseline = float(np.median(next(iter(times.values()))))
+    for name, measured in times.items():
+        step_s = float(np.median(measured))
+        print(f"  {name:<44} {step_s * 1e3:6.0f} ms/step (p90 {np.percentile(measured, 90) * 1e3:6.0f})   "
+              f"{baseline / step_s:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, help="dataset folder (default: record two sim episodes)")
@@ -147,10 +195,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="training steps timed per preset (default 5)")
     # On a 2-core machine shared with other jobs, one thread can beat two (a preempted thread stalls the other).
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the cpu preset's step variants")
+    parser.add_argument("--only-steps", action="store_true", help="only the cpu preset's step variants (4.)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    if args.only_steps:
+        bench_step_variants(args.steps, args.rounds)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.dataset
         if root is None:
@@ -162,6 +215,7 @@ def main() -> None:
     print("training on synthetic batches (compute only) and inference, batch 1:")
     for name in ("cpu", "small", "paper"):
         bench_model(name, args.steps)
+    bench_step_variants(args.steps, args.rounds)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ from typing import Any
 
 ALOHA_CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
 BACKBONE_NORMS = ("frozen_batch", "group")
+# Training precision (tandem-train --precision). auto: bf16 autocast on GPUs that have it, fp32 elsewhere; bf16:
+# autocast on the CPU too (faster where it has bf16 instructions, e.g. AVX-512 BF16 or AMX); fp32: never autocast.
+# Weights, optimizer state and checkpoints are fp32 in every case.
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from policies.checkpoint import load_checkpoint, read_meta, save_checkpoint
-from policies.config import PolicyConfig
+from policies.config import PRECISIONS, PolicyConfig
 from policies.dataset import (
     EpisodeDataset,
     column_names,
@@ -72,6 +72,7 @@ class TrainSettings:
     resume: bool = False
     pretrained_backbone: str | Path | None = None  # imagenet, a file or a URL (policies.pretrained)
     device: str = "auto"
+    precision: str = "auto"  # PRECISIONS
     progress: bool = True
 
 
@@ -124,6 +125,27 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def adamw(groups: list[dict], weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where this torch has one for the device (CPU from torch 2.4): the same update,
+    ~8% less time per step of the cpu preset on two cores (bench/train.py)."""
+    try:
+        return torch.optim.AdamW(groups, weight_decay=weight_decay, fused=True)
+    except RuntimeError:  # no fused kernel for these parameters' device in this torch
+        return torch.optim.AdamW(groups, weight_decay=weight_decay)
+
+
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context each forward runs in (PRECISIONS)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and device.type == "cuda" and not cuda_bf16:
+        raise ValueError(f"precision bf16: {device} does not support bfloat16; use --precision fp32")
+    if precision == "bf16" or (precision == "auto" and cuda_bf16):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _device(name: str) -> torch.device:
@@ -196,7 +218,8 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
         trained_before = float(resumed.meta.extra.get("train_seconds", 0.0))
         report(f"resuming {last_dir} at step {start_step} of {s.steps}")
     threads = f"{torch.get_num_threads()} threads" + (f" x {world} processes" if world > 1 else "")
-    report(f"device {device}, {threads}")
+    autocast = autocast_for(s.precision, device)
+    report(f"device {device}, {threads}, {'bf16 autocast' if isinstance(autocast, torch.autocast) else 'fp32'}")
     if main_process and not val_ids:
         if len(indices) < 2:
             log.warning("%s: only %d %s episode(s): no validation; best/ will be the last step, and overfitting "
@@ -251,15 +274,15 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
            f"({_count(p.numel() for p in policy.parameters() if p.requires_grad)} trainable), cameras "
            f"{', '.join(config.camera_names) or 'none'} at {config.image_size[0]}x{config.image_size[1]}, "
            f"batch {config.batch_size}, chunk {config.chunk_size}")
-    optimizer = torch.optim.AdamW(policy.param_groups(), weight_decay=config.weight_decay)
+    optimizer = adamw(policy.param_groups(), config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s.warmup_steps, s.steps))
     if resumed is not None and (state := resumed.optimizer_state()) is not None:
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # a saved state brings its own kernel choice; keep this torch's
+            group["fused"] = optimizer.defaults["fused"]
         if state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
     model = DistributedDataParallel(policy) if distributed else policy
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                if device.type == "cuda" and torch.cuda.is_bf16_supported() else contextlib.nullcontext())
     digest = dataset_digest(dataset, train_ids)
     # where deploy moves the followers before it starts the policy: the demonstrations' average first pose
     start_qpos = np.mean([e.qpos[0] for e in data.episodes], axis=0).round(5).tolist()

@@ -13,11 +13,11 @@ import pytest
 import torch
 from aloha_files import CAMS, aloha_compressed, scene
 
-from policies.checkpoint import load_checkpoint
+from policies.checkpoint import OPTIMIZER_FILE, load_checkpoint
 from policies.cli import main as train_main
 from policies.config import preset
 from policies.dataset import EpisodeDataset, compute_stats, load_episodes, split_episodes
-from policies.train import WeightedSampler, lr_factor
+from policies.train import WeightedSampler, adamw, autocast_for, lr_factor
 from recording.cli import main as record_main
 from recording.dataset import Dataset
 
@@ -157,3 +157,63 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     factors = [lr_factor(step, 10, 100) for step in range(101)]
     assert factors[0] == 0.1 and factors[9] == 1.0 and factors[10] == 1.0
     assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False)) and factors[100] == 0.0
+
+
+
+def test_the_fused_optimizer_makes_the_same_update_as_plain_adamw():
+    from policies.registry import make_policy
+
+    config = preset("tiny")
+    torch.manual_seed(0)
+    ours, plain = make_policy(config), make_policy(config)
+    plain.load_state_dict(ours.state_dict())
+    start = [p.detach().clone() for p in ours.parameters()]
+    optimizers = adamw(ours.param_groups(), 0.1), torch.optim.AdamW(plain.param_groups(), weight_decay=0.1)
+    assert optimizers[0].defaults["fused"]  # this torch has the CPU kernel
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        batch = {"qpos": torch.randn(2, 14, generator=g), "action": torch.randn(2, config.chunk_size, 14, generator=g),
+                 "is_pad": torch.zeros(2, config.chunk_size, dtype=torch.bool),
+                 "images": torch.rand(2, 1, 3, *config.image_size, generator=g)}
+        loss, _ = ours(batch)
+        optimizers[0].zero_grad()
+        loss.backward()
+        for a, b in zip(ours.parameters(), plain.parameters(), strict=True):  # the same gradients into both
+            b.grad = None if a.grad is None else a.grad.clone()
+        for optimizer in optimizers:
+            optimizer.step()
+    pairs = list(zip(ours.parameters(), plain.parameters(), start, strict=True))
+    assert max(float((a - b).abs().max()) for a, b, _ in pairs) < 1e-5
+    assert max(float((a - s).abs().max()) for a, _, s in pairs) > 1e-3  # they did move
+
+
+def test_precision_chooses_the_autocast():
+    cpu = torch.device("cpu")
+    linear = torch.nn.Linear(4, 4)
+    with autocast_for("bf16", cpu):
+        assert linear(torch.ones(1, 4)).dtype == torch.bfloat16
+    for fp32 in ("auto", "fp32"):  # auto is bf16 on GPUs only
+        with autocast_for(fp32, cpu):
+            assert linear(torch.ones(1, 4)).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, got 'fp16'"):
+        autocast_for("fp16", cpu)
+
+
+def test_bf16_on_the_cpu_trains_and_a_run_saved_without_the_fused_kernel_resumes_with_it(sim_dataset, tmp_path,
+                                                                                        capsys):
+    out = tmp_path / "run"
+    assert train_main(["--dataset", str(sim_dataset), "--out", str(out), *TINY, "--steps", "6", "--precision",
+                       "bf16", "--save-every", "3", "--val-every", "3"]) == 0
+    assert "bf16 autocast" in capsys.readouterr().out
+    saved = out / "last" / OPTIMIZER_FILE
+    state = torch.load(saved, weights_only=True)
+    assert all(group["fused"] for group in state["optimizer"]["param_groups"])
+    for group in state["optimizer"]["param_groups"]:  # as runs were saved before the fused kernel
+        group["fused"] = None
+    torch.save(state, saved)
+    assert train_main(["--dataset", str(sim_dataset), "--out", str(out), *TINY, "--steps", "9", "--resume",
+                       "--save-every", "3", "--val-every", "3"]) == 0
+    resumed = torch.load(saved, weights_only=True)
+    assert all(group["fused"] for group in resumed["optimizer"]["param_groups"])
+    assert load_checkpoint(out / "last").meta.step == 9
+    assert all(np.isfinite(m["loss"]) for m in metrics(out) if "loss" in m)

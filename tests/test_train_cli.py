@@ -55,7 +55,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 def test_training_says_what_it_does(run):
     out, printed = run
-    assert re.search(r"^device cpu, \d+ threads$", printed, re.M), printed
+    assert re.search(r"^device cpu, \d+ threads, fp32$", printed, re.M), printed
     assert "1 training episode(s), 50 frames; 1 validation episode(s), 50 frames" in printed
     assert re.search(r"^policy act: [\d.]+M parameters", printed, re.M), printed
     # --no-progress: the first step, every --log-every steps and the last, each with loss, rate and ETA
