@@ -58,15 +58,19 @@ Data and training (policies/dataset.py, policies/train.py)
   replacement in proportion to weights when correction episodes are weighted. The original draws one random
   step per episode per item (an "epoch" is one pass over the episodes), which weights episodes equally whatever
   their length.
-- Real-robot action offset (gap to check): for non-sim episodes the original starts the action chunk at t-1
-  (its "hack, to make timesteps more aligned"); here it always starts at t.
+- Real-robot action offset (kept, checked): for non-sim episodes the original starts the action chunk at t-1
+  (its "hack, to make timesteps more aligned"): ALOHA's recorder pairs the observation taken after sending
+  action t-1 with the leaders' action t, read later. tandem's loop (robot/loop.py) reads followers and leaders in
+  the same parallel read, so qpos[t] and action[t] are one instant and the chunk starts at t. Real episodes
+  recorded by ALOHA's own scripts keep ALOHA's pairing; for them the original's offset would still apply.
 - Normalization stats (kept): computed over the training episodes only, with the population std. The original
   uses all episodes, validation included, and the unbiased std. Both floor the std at 1e-2.
 - Optimizer (same core): AdamW; the backbone group at lr_backbone, the rest at lr; weight_decay 1e-4 on both,
   biases and norms included. The `paper` preset matches imitate_episodes (lr 1e-5, lr_backbone 1e-5, batch 8).
   Added (kept): linear warm-up then cosine decay (the original holds the lr constant), gradient clipping at norm
-  1.0 (the original does not clip), frozen parameters left out of the optimizer, and bf16 autocast on CUDA (the
-  original trains in fp32). Training counts steps rather than epochs.
+  1.0 (the original does not clip), frozen parameters left out of the optimizer, the fused AdamW kernel (the
+  same update), and bf16 autocast on CUDA, or on the CPU with --precision bf16 (the original trains in fp32).
+  Training counts steps rather than epochs.
 """
 
 from __future__ import annotations

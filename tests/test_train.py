@@ -217,3 +217,21 @@ def test_bf16_on_the_cpu_trains_and_a_run_saved_without_the_fused_kernel_resumes
     assert all(group["fused"] for group in resumed["optimizer"]["param_groups"])
     assert load_checkpoint(out / "last").meta.step == 9
     assert all(np.isfinite(m["loss"]) for m in metrics(out) if "loss" in m)
+
+
+def test_a_run_copied_to_another_machine_resumes_there(sim_dataset, tmp_path):
+    """What moving a run between machines amounts to: the dataset and OUT copied elsewhere, the source gone."""
+    import shutil
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    shutil.copytree(sim_dataset, here / "demos", ignore=shutil.ignore_patterns(".cache", ".lock*"))
+    assert train_main(["--dataset", str(here / "demos"), "--out", str(here / "run"), *TINY, "--steps", "4",
+                       "--save-every", "2", "--val-every", "2", "--cache-images"]) == 0
+    shutil.copytree(here / "demos", there / "demos", ignore=shutil.ignore_patterns(".cache"))
+    shutil.copytree(here / "run", there / "run")
+    shutil.rmtree(here)
+    assert train_main(["--dataset", str(there / "demos"), "--out", str(there / "run"), *TINY, "--steps", "6",
+                       "--resume", "--save-every", "2", "--val-every", "2", "--cache-images"]) == 0
+    resumed = load_checkpoint(there / "run" / "last")
+    assert resumed.meta.step == 6 and resumed.optimizer_state()["scheduler"]["last_epoch"] == 6
+    assert [m["step"] for m in metrics(there / "run") if "loss" in m] == [4, 6]  # metrics.jsonl came along
