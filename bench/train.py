@@ -8,9 +8,10 @@
 2. Training: optimizer steps/s of the `cpu`, `small` and `paper` presets on
    synthetic batches (compute only), and the samples/s that asks of the loader.
 3. Inference: latency of one chunk prediction (batch 1) per preset.
-4. The `cpu` preset's step three ways, in alternating rounds: torch's default
-   AdamW in fp32 (the baseline), the fused AdamW tandem-train uses, and that
-   with --precision bf16 (autocast on the CPU).
+4. The `cpu` preset's step in alternating rounds: torch's default AdamW in fp32
+   (the baseline), the fused AdamW tandem-train uses, that with --precision bf16
+   (autocast on the CPU), and with the five-convolution backbone
+   (--set backbone=convnet --set backbone_norm=group) in place of ResNet-18.
 
 By default two 8 s episodes are recorded first on the simulated rig (scripted
 operator, four cameras at 480x640, JPEG, as ALOHA records); --dataset uses yours.
@@ -165,15 +166,19 @@ def cpu_bf16_flags() -> str:
 
 
 def bench_step_variants(steps: int, rounds: int) -> None:
-    """The cpu preset's step: default AdamW fp32, fused AdamW fp32, fused AdamW + bf16 autocast. The variants take
-    turns, `rounds` times, so a machine whose load changes meanwhile affects each alike."""
+    """The cpu preset's step: default AdamW fp32, fused AdamW fp32, fused AdamW + bf16 autocast, and the convnet
+    backbone. The variants take turns, `rounds` times, so a machine whose load changes meanwhile affects each
+    alike."""
     config = preset("cpu")
+    convnet = config.replace(backbone="convnet", backbone_norm="group")
     batch = synthetic_batch(config)
-    variants = {"torch's AdamW, fp32 (baseline)": ("plain", "fp32"), "fused AdamW, fp32 (tandem-train's default)":
-                ("fused", "fp32"), "fused AdamW, --precision bf16": ("fused", "bf16")}
+    variants = {"torch's AdamW, fp32 (baseline)": ("plain", "fp32", config),
+                "fused AdamW, fp32 (tandem-train's default)": ("fused", "fp32", config),
+                "fused AdamW, --precision bf16": ("fused", "bf16", config),
+                "fused AdamW, fp32, convnet backbone": ("fused", "fp32", convnet)}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
-        for name, (optimizer_kind, precision) in variants.items():
+        for name, (optimizer_kind, precision, config) in variants.items():
             torch.manual_seed(0)
             policy = make_policy(config)
             optimizer = adamw(policy.param_groups(), config.weight_decay) if optimizer_kind == "fused" else \

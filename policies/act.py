@@ -36,7 +36,8 @@ Model
   norm. Here the ResNet starts random (kaiming) unless `--pretrained-backbone imagenet` (the same torchvision
   file, downloaded once and checked by hash; policies/pretrained.py) or a local file is given, and with frozen
   batch norm at identity statistics that random network has no normalization. Give `imagenet` with `paper`.
-  backbone_norm="group" (trained GroupNorm) is a tandem-only option. One shared backbone over all cameras,
+  backbone_norm="group" (trained GroupNorm) and backbone="convnet" (five convolutions, the same feature grid at a
+  fraction of the cost; policies/convnet.py) are tandem-only options. One shared backbone over all cameras,
   layer4 features, as the original. All cameras go in one batched pass, which gives the same numbers.
 - Freezing (kept): lr_backbone=0 sets requires_grad off. The original builds a train_backbone flag, leaves it
   unused and trains the backbone whenever it is in the optimizer.
@@ -83,12 +84,14 @@ from policies.base import (
     check_inputs,
     check_targets,
     freeze_if_unused,
+    image_backbone,
     masked_l1,
     random_shift,
     split_param_groups,
 )
 from policies.config import PolicyConfig
-from policies.resnet import ResNet18, resnet18_backbone
+from policies.convnet import ConvNet
+from policies.resnet import ResNet18
 from policies.transformer import Decoder, Encoder, sine_grid, sine_table
 
 
@@ -101,9 +104,9 @@ class ACTPolicy(nn.Module):
         n_cams = len(c.camera_names)
 
         # Images (absent for a state-only policy).
-        self.backbone: ResNet18 | None = resnet18_backbone(c.backbone_norm) if n_cams else None
+        self.backbone: ResNet18 | ConvNet | None = image_backbone(c) if n_cams else None
         self.normalize_images = ImageNormalizer()
-        self.input_proj = nn.Conv2d(ResNet18.channels, d, kernel_size=1) if n_cams else None
+        self.input_proj = nn.Conv2d(self.backbone.channels, d, kernel_size=1) if n_cams else None
         # Every camera gets the same sine grid; the original ACT leaves cameras to be told apart by content alone.
         # A learned per-camera offset on their positions costs n_cams * d parameters and removes the ambiguity.
         self.camera_embed = nn.Embedding(n_cams, d) if n_cams else None

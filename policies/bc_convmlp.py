@@ -16,12 +16,14 @@ from policies.base import (
     check_inputs,
     check_targets,
     freeze_if_unused,
+    image_backbone,
     masked_l1,
     random_shift,
     split_param_groups,
 )
 from policies.config import PolicyConfig
-from policies.resnet import ResNet18, resnet18_backbone
+from policies.convnet import ConvNet
+from policies.resnet import ResNet18
 
 
 class BCConvMLP(nn.Module):
@@ -30,10 +32,10 @@ class BCConvMLP(nn.Module):
         self.config = config
         c = config
         n_cams = len(c.camera_names)
-        self.backbone: ResNet18 | None = resnet18_backbone(c.backbone_norm) if n_cams else None
+        self.backbone: ResNet18 | ConvNet | None = image_backbone(c) if n_cams else None
         self.normalize_images = ImageNormalizer()
         # Linear down to the MLP (no ReLU here: with few channels, a dead one would drop a camera's information).
-        self.reduce = (nn.Sequential(nn.Conv2d(ResNet18.channels, c.bc_channels, kernel_size=1),
+        self.reduce = (nn.Sequential(nn.Conv2d(self.backbone.channels, c.bc_channels, kernel_size=1),
                                      nn.AdaptiveAvgPool2d(c.bc_grid)) if n_cams else None)
         layers: list[nn.Module] = []
         width = n_cams * c.bc_channels * c.bc_grid[0] * c.bc_grid[1] + c.state_dim

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ALOHA_CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
+BACKBONES = ("resnet18", "convnet")
 BACKBONE_NORMS = ("frozen_batch", "group")
 # Training precision (tandem-train --precision). auto: bf16 autocast on GPUs that have it, fp32 elsewhere; bf16:
 # autocast on the CPU too (faster where it has bf16 instructions, e.g. AVX-512 BF16 or AMX); fp32: never autocast.
@@ -37,8 +38,11 @@ class PolicyConfig:
     batch_size: int = 8
     camera_names: tuple[str, ...] = ALOHA_CAMERAS  # empty: the policy sees the joint state only
     image_size: tuple[int, int] = (480, 640)  # (H, W) images are resized to before the model sees them
-    # The ResNet's normalization: "frozen_batch" (fixed statistics, as DETR/ACT, for ImageNet weights) or "group"
-    # (GroupNorm, trained: a ResNet trained from scratch with frozen batch norm has no normalization at all).
+    # The image encoder: "resnet18" (ACT's) or "convnet" (policies/convnet.py: five convolutions, the same feature
+    # grid at about a seventh of ResNet-18's cost, no pretrained weights).
+    backbone: str = "resnet18"
+    # The backbone's normalization: "frozen_batch" (fixed statistics, as DETR/ACT, for ImageNet weights) or "group"
+    # (GroupNorm, trained: a backbone trained from scratch with frozen batch norm has no normalization at all).
     backbone_norm: str = "frozen_batch"
     image_shift: int = 0  # training only: each image shifted by up to this many pixels (DrQ's random shift)
     state_dim: int = 14
@@ -92,6 +96,8 @@ def _problems(c: PolicyConfig) -> list[str]:
             problems.append(f"{name} must be >= 0, got {getattr(c, name)}")
     if c.bc_layers < 0:
         problems.append(f"bc_layers must be >= 0, got {c.bc_layers}")
+    if c.backbone not in BACKBONES:
+        problems.append(f"backbone must be one of {', '.join(BACKBONES)}, got {c.backbone!r}")
     if c.backbone_norm not in BACKBONE_NORMS:
         problems.append(f"backbone_norm must be one of {', '.join(BACKBONE_NORMS)}, got {c.backbone_norm!r}")
     if c.image_shift < 0:
@@ -102,9 +108,10 @@ def _problems(c: PolicyConfig) -> list[str]:
         size = getattr(c, name)
         if len(size) != 2 or min(size) < 1:
             problems.append(f"{name} must be two positive ints (H, W), got {size}")
-    # The ResNet downsamples by 32: smaller images leave a 1x1 (or empty) feature map.
+    # Both backbones downsample by 32: smaller images leave a 1x1 (or empty) feature map.
     if c.camera_names and min(c.image_size) < 32:
-        problems.append(f"image_size {tuple(c.image_size)} is below 32 pixels on a side; ResNet-18 needs at least 32")
+        problems.append(f"image_size {tuple(c.image_size)} is below 32 pixels on a side; the backbone needs at least "
+                        "32")
     return problems
 
 

@@ -103,13 +103,19 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(feats.mean(dim=(2, 3)), 1))
 
 
-def resnet18_backbone(norm: str = "frozen_batch") -> ResNet18:
-    """The policy backbone: layer4 features, state-dict keys as torchvision's minus fc.*. `norm`: frozen batch
-    norm (for ImageNet weights) or GroupNorm with 16 channels per group (trained from scratch, as robomimic and
-    Diffusion Policy do: batches of 8 are too small for batch statistics)."""
+def norm_layer(norm: str) -> NormLayer:
+    """A backbone's normalization: "frozen_batch" (for ImageNet weights) or "group", GroupNorm with 16 channels per
+    group (trained from scratch, as robomimic and Diffusion Policy do: batches of 8 are too small for batch
+    statistics)."""
     if norm == "group":
-        return ResNet18(num_classes=None, norm=lambda channels: nn.GroupNorm(channels // 16, channels))
-    return ResNet18(num_classes=None, norm=FrozenBatchNorm2d)
+        return lambda channels: nn.GroupNorm(channels // 16, channels)
+    return FrozenBatchNorm2d
+
+
+def resnet18_backbone(norm: str = "frozen_batch") -> ResNet18:
+    """The policy backbone: layer4 features, state-dict keys as torchvision's minus fc.*, normalized by
+    norm_layer(norm)."""
+    return ResNet18(num_classes=None, norm=norm_layer(norm))
 
 
 class BackboneLoadError(RuntimeError):

@@ -266,6 +266,9 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
     elif s.pretrained_backbone is not None:
         if policy.backbone is None:
             raise ValueError("--pretrained-backbone given, but this policy uses no cameras (no backbone)")
+        if config.backbone != "resnet18":
+            raise ValueError(f"--pretrained-backbone: the weights are ResNet-18's, but the backbone is "
+                             f"{config.backbone!r}; add --set backbone=resnet18")
         if config.backbone_norm != "frozen_batch":
             raise ValueError(f"--pretrained-backbone: ImageNet weights come with batch-norm statistics, but the "
                              f"backbone_norm is {config.backbone_norm!r}; add --set backbone_norm=frozen_batch")

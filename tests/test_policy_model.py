@@ -7,8 +7,9 @@ import torch
 
 from policies.base import Policy, random_shift
 from policies.config import PolicyConfig, preset
+from policies.convnet import ConvNet
 from policies.registry import POLICIES, make_policy
-from policies.resnet import FrozenBatchNorm2d
+from policies.resnet import FrozenBatchNorm2d, resnet18_backbone
 
 CAMERAS = ("cam_high", "cam_low")
 
@@ -254,3 +255,37 @@ def test_group_norm_backbone_trains_its_norms_and_keeps_torchvision_names() -> N
     loss.backward()
     optimizer.step()
     assert not torch.equal(before, trained["layer1.0.bn1.weight"])
+
+
+@pytest.mark.parametrize("name", ["act", "bc_convmlp"])
+def test_the_convnet_backbone_gives_the_resnets_grid_and_trains(name) -> None:
+    torch.manual_seed(0)
+    config = tiny(name, 2, backbone="convnet", backbone_norm="group", image_size=(96, 128))
+    policy = make_policy(config).train()
+    assert isinstance(policy.backbone, ConvNet)
+    images = torch.rand(3, 3, 96, 128)
+    assert policy.backbone(images).shape == resnet18_backbone()(images).shape[:1] + (256, 3, 4)  # stride 32
+    assert sum(p.numel() for p in policy.backbone.parameters()) < 0.15 * sum(
+        p.numel() for p in resnet18_backbone().parameters())
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in policy.backbone.modules())
+    batch = make_batch(config)
+    optimizer = torch.optim.AdamW(policy.param_groups(), lr=1e-3)
+    losses = []
+    for _ in range(50):
+        loss, _ = policy(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert policy.predict(batch["qpos"], batch["images"]).shape == (batch["qpos"].shape[0], config.chunk_size, 14)
+
+
+
+def test_the_convnet_with_frozen_batch_norm_has_no_trained_normalization() -> None:
+    policy = make_policy(tiny("act", 1, backbone="convnet"))
+    norms = [m for m in policy.backbone.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert len(norms) == len(ConvNet.widths) and not any(isinstance(m, torch.nn.GroupNorm)
+                                                        for m in policy.backbone.modules())
+    with pytest.raises(ValueError, match="backbone must be one of resnet18, convnet, got 'vit'"):
+        tiny("act", 1, backbone="vit")

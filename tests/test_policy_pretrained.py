@@ -82,3 +82,19 @@ def test_tandem_train_starts_its_resnet_from_weights_given_by_url(demos: Path, t
     backbone = load_checkpoint(out / "last").policy.backbone.state_dict()
     for key, value in backbone.items():
         assert torch.equal(value, state[key]), key
+
+
+@pytest.mark.parametrize(("flags", "refusal"), [
+    (["--set", "backbone=convnet"], "the weights are ResNet-18's, but the backbone is 'convnet'"),
+    (["--set", "backbone_norm=group"], "ImageNet weights come with batch-norm statistics, but the backbone_norm is "
+                                       "'group'")])
+def test_weights_for_another_backbone_are_refused(demos: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  flags: list[str], refusal: str) -> None:
+    _, source = _weights_file(tmp_path / "server")
+    dataset = tmp_path / "demos"
+    shutil.copytree(demos, dataset)
+    code = train_main(["--dataset", str(dataset), "--out", str(tmp_path / "run"), "--preset", "tiny", "--workers",
+                       "0", "--no-progress", "--device", "cpu", "--steps", "1", *flags, "--pretrained-backbone",
+                       str(source)])
+    assert code == 1 and refusal in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last").exists()
