@@ -39,7 +39,7 @@ class PolicyConfig:
     camera_names: tuple[str, ...] = ALOHA_CAMERAS  # empty: the policy sees the joint state only
     image_size: tuple[int, int] = (480, 640)  # (H, W) images are resized to before the model sees them
     # The image encoder: "resnet18" (ACT's) or "convnet" (policies/convnet.py: five convolutions, the same feature
-    # grid at about a seventh of ResNet-18's cost, no pretrained weights).
+    # grid at an eighth of ResNet-18's arithmetic, no pretrained weights).
     backbone: str = "resnet18"
     # The backbone's normalization: "frozen_batch" (fixed statistics, as DETR/ACT, for ImageNet weights) or "group"
     # (GroupNorm, trained: a backbone trained from scratch with frozen batch norm has no normalization at all).

@@ -1,9 +1,9 @@
-"""A five-convolution image encoder: ResNet-18's output stride (32) at a tenth of its cost, for CPU training.
+"""A five-convolution image encoder: ResNet-18's output stride (32) at an eighth of its arithmetic, for CPU training.
 
 Same contract as the ResNet backbone: (B, 3, H, W) ImageNet-normalized -> (B, channels, ceil(H/32), ceil(W/32)),
 so the policy's feature grid and tokens are the same whichever is chosen. Each stage is a stride-2 3x3 convolution
-(5x5 for the first), a normalization and a ReLU. At 120x160 it costs ~0.1 GMAC per image against ResNet-18's ~0.7
-and has 1.2M parameters against 11.2M. There are no pretrained weights for it.
+(5x5 for the first), a normalization and a ReLU. At 120x160 it costs 0.09 GMAC per image against ResNet-18's 0.70
+and has 1.0M parameters against 11.2M. There are no pretrained weights for it.
 """
 
 from __future__ import annotations
