@@ -139,7 +139,8 @@ def bench_model(name: str, steps: int) -> None:
     policy = make_policy(config)
     batch = synthetic_batch(config)
     b, n, (h, w) = config.batch_size, len(config.camera_names), config.image_size
-    step_s = float(np.median(step_seconds(policy, adamw(policy.param_groups(), config.weight_decay), batch, steps)))
+    optimizer = adamw(policy.param_groups(), config.weight_decay, torch.device("cpu"))
+    step_s = float(np.median(step_seconds(policy, optimizer, batch, steps)))
     policy.eval()
     one = {"qpos": batch["qpos"][:1], "images": batch["images"][:1]}
     latencies = []
@@ -178,11 +179,12 @@ def bench_step_variants(steps: int, rounds: int) -> None:
                 "fused AdamW, fp32, convnet backbone": ("fused", "fp32", convnet)}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
-        for name, (optimizer_kind, precision, config) in variants.items():
+        for name, (optimizer_kind, precision, variant) in variants.items():
             torch.manual_seed(0)
-            policy = make_policy(config)
-            optimizer = adamw(policy.param_groups(), config.weight_decay) if optimizer_kind == "fused" else \
-                torch.optim.AdamW(policy.param_groups(), weight_decay=config.weight_decay)
+            policy = make_policy(variant)
+            optimizer = adamw(policy.param_groups(), variant.weight_decay, torch.device("cpu")) \
+                if optimizer_kind == "fused" else torch.optim.AdamW(policy.param_groups(),
+                                                                    weight_decay=variant.weight_decay)
             times[name] += step_seconds(policy, optimizer, batch, steps, precision)
     print(f"the cpu preset's training step, {rounds} rounds of {steps} steps each (CPU bf16 instructions: "
           f"{cpu_bf16_flags()}):")

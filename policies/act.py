@@ -59,11 +59,12 @@ Data and training (policies/dataset.py, policies/train.py)
   replacement in proportion to weights when correction episodes are weighted. The original draws one random
   step per episode per item (an "epoch" is one pass over the episodes), which weights episodes equally whatever
   their length.
-- Real-robot action offset (kept, checked): for non-sim episodes the original starts the action chunk at t-1
-  (its "hack, to make timesteps more aligned"): ALOHA's recorder pairs the observation taken after sending
-  action t-1 with the leaders' action t, read later. tandem's loop (robot/loop.py) reads followers and leaders in
-  the same parallel read, so qpos[t] and action[t] are one instant and the chunk starts at t. Real episodes
-  recorded by ALOHA's own scripts keep ALOHA's pairing; for them the original's offset would still apply.
+- Real-robot action offset (kept for tandem's recordings; a gap for real episodes recorded by ALOHA's own
+  scripts): for non-sim episodes the original starts the action chunk at t-1 (its "hack, to make timesteps more
+  aligned"): ALOHA's recorder pairs the observation taken after sending action t-1 with the leaders' action t,
+  read later. tandem's loop (robot/loop.py) reads followers and leaders in the same parallel read, so qpos[t] and
+  action[t] are one instant and the chunk starts at t. Real episodes recorded by ALOHA's scripts keep ALOHA's
+  pairing; for them the original's offset would still apply, and it is not applied here.
 - Normalization stats (kept): computed over the training episodes only, with the population std. The original
   uses all episodes, validation included, and the unbiased std. Both floor the std at 1e-2.
 - Optimizer (same core): AdamW; the backbone group at lr_backbone, the rest at lr; weight_decay 1e-4 on both,
@@ -79,12 +80,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from policies.backbones import image_backbone
 from policies.base import (
     ImageNormalizer,
     check_inputs,
     check_targets,
     freeze_if_unused,
-    image_backbone,
     masked_l1,
     random_shift,
     split_param_groups,

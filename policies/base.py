@@ -16,8 +16,6 @@ import torch
 from torch import Tensor, nn
 
 from policies.config import PolicyConfig
-from policies.convnet import ConvNet
-from policies.resnet import ResNet18, norm_layer, resnet18_backbone
 
 # ImageNet statistics the ResNet weights were trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -107,14 +105,6 @@ def split_param_groups(model: nn.Module, backbone: nn.Module | None, config: Pol
     if trainable_backbone:
         groups.append({"params": trainable_backbone, "lr": config.lr_backbone, "weight_decay": config.weight_decay})
     return groups
-
-
-def image_backbone(config: PolicyConfig) -> ResNet18 | ConvNet:
-    """The image encoder config.backbone names, normalized as config.backbone_norm says. Both have a `channels`
-    attribute and an output stride of 32."""
-    if config.backbone == "convnet":
-        return ConvNet(norm_layer(config.backbone_norm))
-    return resnet18_backbone(config.backbone_norm)
 
 
 def freeze_if_unused(backbone: nn.Module | None, config: PolicyConfig) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from policies.backbones import image_backbone
 from policies.base import (
     ImageNormalizer,
     check_inputs,
     check_targets,
     freeze_if_unused,
-    image_backbone,
     masked_l1,
     random_shift,
     split_param_groups,

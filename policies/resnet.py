@@ -103,19 +103,10 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(feats.mean(dim=(2, 3)), 1))
 
 
-def norm_layer(norm: str) -> NormLayer:
-    """A backbone's normalization: "frozen_batch" (for ImageNet weights) or "group", GroupNorm with 16 channels per
-    group (trained from scratch, as robomimic and Diffusion Policy do: batches of 8 are too small for batch
-    statistics)."""
-    if norm == "group":
-        return lambda channels: nn.GroupNorm(channels // 16, channels)
-    return FrozenBatchNorm2d
-
-
-def resnet18_backbone(norm: str = "frozen_batch") -> ResNet18:
-    """The policy backbone: layer4 features, state-dict keys as torchvision's minus fc.*, normalized by
-    norm_layer(norm)."""
-    return ResNet18(num_classes=None, norm=norm_layer(norm))
+def resnet18_backbone(norm: NormLayer = FrozenBatchNorm2d) -> ResNet18:
+    """The policy backbone: layer4 features, state-dict keys as torchvision's minus fc.* (policies/backbones.py
+    chooses the norm)."""
+    return ResNet18(num_classes=None, norm=norm)
 
 
 class BackboneLoadError(RuntimeError):

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from policies.backbones import imagenet_weights_problem
 from policies.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from policies.config import PRECISIONS, PolicyConfig
 from policies.dataset import (
@@ -127,25 +128,31 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def adamw(groups: list[dict], weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with the fused kernel where this torch has one for the device (CPU from torch 2.4): the same update,
-    ~8% less time per step of the cpu preset on two cores (bench/train.py)."""
-    try:
-        return torch.optim.AdamW(groups, weight_decay=weight_decay, fused=True)
-    except RuntimeError:  # no fused kernel for these parameters' device in this torch
-        return torch.optim.AdamW(groups, weight_decay=weight_decay)
+# Where torch has a fused AdamW kernel, from which version: one kernel per step instead of a loop over tensors.
+FUSED_ADAMW_SINCE = {"cuda": (2, 0), "cpu": (2, 4)}
+
+
+def fused_adamw_on(device: torch.device) -> bool:
+    since = FUSED_ADAMW_SINCE.get(device.type)
+    version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    return since is not None and version >= since
+
+
+def adamw(groups: list[dict], weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where this torch has one for the device: the same update in less time
+    (bench/train.py)."""
+    return torch.optim.AdamW(groups, weight_decay=weight_decay, fused=fused_adamw_on(device) or None)
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The context each forward runs in (PRECISIONS)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    """The context each forward runs in (config.PRECISIONS)."""
     cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    if precision == "bf16" and device.type == "cuda" and not cuda_bf16:
+    bf16 = {"auto": cuda_bf16, "fp32": False, "bf16": True}.get(precision)
+    if bf16 is None:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if bf16 and device.type == "cuda" and not cuda_bf16:
         raise ValueError(f"precision bf16: {device} does not support bfloat16; use --precision fp32")
-    if precision == "bf16" or (precision == "auto" and cuda_bf16):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def _device(name: str) -> torch.device:
@@ -172,6 +179,8 @@ def train(s: TrainSettings, report: Report = print) -> TrainResult:
         # before any process group or data loading: there is nothing to train
         return TrainResult(done, float("nan"), None, 0.0, s.out, start_step=done)
     if s.pretrained_backbone is not None and not s.resume:  # a failed download fails before any data is loaded
+        if problem := imagenet_weights_problem(s.policy):
+            raise ValueError(f"--pretrained-backbone: {problem}")
         s = replace(s, pretrained_backbone=resolve_weights(s.pretrained_backbone, progress=s.progress))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = _device(s.device)
@@ -266,23 +275,19 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
     elif s.pretrained_backbone is not None:
         if policy.backbone is None:
             raise ValueError("--pretrained-backbone given, but this policy uses no cameras (no backbone)")
-        if config.backbone != "resnet18":
-            raise ValueError(f"--pretrained-backbone: the weights are ResNet-18's, but the backbone is "
-                             f"{config.backbone!r}; add --set backbone=resnet18")
-        if config.backbone_norm != "frozen_batch":
-            raise ValueError(f"--pretrained-backbone: ImageNet weights come with batch-norm statistics, but the "
-                             f"backbone_norm is {config.backbone_norm!r}; add --set backbone_norm=frozen_batch")
         load_pretrained_backbone(policy.backbone, s.pretrained_backbone)
     report(f"policy {config.policy}: {_count(p.numel() for p in policy.parameters())} parameters "
            f"({_count(p.numel() for p in policy.parameters() if p.requires_grad)} trainable), cameras "
            f"{', '.join(config.camera_names) or 'none'} at {config.image_size[0]}x{config.image_size[1]}, "
            f"batch {config.batch_size}, chunk {config.chunk_size}")
-    optimizer = adamw(policy.param_groups(), config.weight_decay)
+    optimizer = adamw(policy.param_groups(), config.weight_decay, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s.warmup_steps, s.steps))
     if resumed is not None and (state := resumed.optimizer_state()) is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        for group in optimizer.param_groups:  # a saved state brings its own kernel choice; keep this torch's
+        # A saved state brings the kernel choice of the machine that saved it; use this one's. Set before loading:
+        # loading puts the step counters on the parameters' device only for a fused optimizer.
+        for group in state["optimizer"]["param_groups"]:
             group["fused"] = optimizer.defaults["fused"]
+        optimizer.load_state_dict(state["optimizer"])
         if state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
     model = DistributedDataParallel(policy) if distributed else policy
