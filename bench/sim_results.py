@@ -13,6 +13,7 @@ the background (nohup ... &); it is not part of the test suite.
 
 Experiments (--only takes these names):
   base        50 transfer_cube demos, ACT (`--preset`), evaluated with temporal ensembling and open-loop chunks
+  convnet     the base recipe with the five-convolution backbone (policies/convnet.py) in place of ResNet-18
   insertion   the same recipe on insertion
   insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
               comes with a validation loss that stops falling: a generalization gap)
@@ -46,7 +47,7 @@ from deploy.evaluate import wilson  # noqa: E402
 from recording.dataset import INDEX, Dataset  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
 
-EXPERIMENTS = ("base", "insertion", "insertion_aug", "round", "insertion_round", "chunks", "bc")
+EXPERIMENTS = ("base", "convnet", "insertion", "insertion_aug", "round", "insertion_round", "chunks", "bc")
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,17 @@ def base(s: Settings) -> None:
     evaluate(s, "act_chunk", "act", "--mode", "chunk")
 
 
+def convnet(s: Settings) -> None:
+    """The base recipe with the five-convolution backbone in place of ResNet-18 (a cheaper step on a CPU)."""
+    record_demos(s, "transfer_cube", "transfer_cube", s.demos)
+    train(s, "act_convnet", "transfer_cube", s.steps, *CONVNET)
+    evaluate(s, "act_convnet_ensemble", "act_convnet")
+    evaluate(s, "act_convnet_chunk", "act_convnet", "--mode", "chunk")
+
+
+CONVNET = ("--set", "backbone=convnet", "--set", "backbone_norm=group")
+
+
 def insertion(s: Settings) -> None:
     record_demos(s, "insertion", "insertion", s.demos)
     train(s, "insertion_act", "insertion", s.steps)
@@ -219,7 +231,7 @@ def bc(s: Settings) -> None:
 
 
 BASE = {"transfer_cube": base, "insertion": insertion}  # what trains and evaluates each task's base policy
-RUN = {"base": base, "insertion": insertion, "insertion_aug": insertion_aug, "round": dagger_round,
+RUN = {"base": base, "convnet": convnet, "insertion": insertion, "insertion_aug": insertion_aug, "round": dagger_round,
        "insertion_round": lambda s: dagger_round(s, "insertion"), "chunks": chunks, "bc": bc}
 
 
@@ -227,6 +239,8 @@ RUN = {"base": base, "insertion": insertion, "insertion_aug": insertion_aug, "ro
 ROWS = [  # (result, run, what)
     ("act_ensemble", "act", "ACT, temporal ensembling"),
     ("act_chunk", "act", "ACT, open-loop chunks"),
+    ("act_convnet_ensemble", "act_convnet", "ACT, convnet backbone, temporal ensembling"),
+    ("act_convnet_chunk", "act_convnet", "ACT, convnet backbone, open-loop chunks"),
     ("insertion_act_ensemble", "insertion_act", "ACT, temporal ensembling"),
     ("insertion_act_chunk", "insertion_act", "ACT, open-loop chunks"),
     ("insertion_act_aug_ensemble", "insertion_act_aug", "ACT + random shift 8, GroupNorm, temporal ensembling"),
