@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: bf16 autocast on GPUs that support it, fp32 on the CPU; bf16: autocast on the "
-                        "CPU too (1.2-1.3x the steps/s of the cpu preset on AVX-512 BF16 cores, more with AMX; "
+                        "CPU too (1.2-1.4x the steps/s of the cpu preset on AVX-512 BF16 cores; "
                         "slower on CPUs without bf16 instructions); fp32: never. Weights and checkpoints stay fp32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true",

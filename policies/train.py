@@ -139,8 +139,7 @@ def fused_adamw_on(device: torch.device) -> bool:
 
 
 def adamw(groups: list[dict], weight_decay: float, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with the fused kernel where this torch has one for the device: the same update in less time
-    (bench/train.py)."""
+    """AdamW with the fused kernel where this torch has one for the device (the same update)."""
     return torch.optim.AdamW(groups, weight_decay=weight_decay, fused=fused_adamw_on(device) or None)
 
 
