@@ -7,7 +7,11 @@ are the checkpoint's validation episodes. Comparing it with a rollout's success 
 fit the demos" from "it fits them, but errors compound in closed loop". Each figure is also given as a ratio
 to the first checkpoint's.
 
+With --spans (e.g. 0-50,50-140,140-400) each figure is also given per span of episode steps, which tells a policy
+that fits the whole demo from one that fits its long easy part (a hold) and not its short hard one (the approach).
+
     python3 bench/open_loop_error.py runs/insertion_act/last runs/insertion_act_aug/last [--episodes 2 4]
+    python3 bench/open_loop_error.py runs/insertion_act/last --every 10 --spans 0-50,50-140,140-400
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from recording.dataset import Dataset  # noqa: E402
 from recording.reader import EpisodeReader  # noqa: E402
 
 
-def chunk_errors(predictor: ChunkPredictor, path: Path, every: int) -> list[float]:
+def chunk_errors(predictor: ChunkPredictor, path: Path, every: int) -> list[tuple[int, float]]:
+    """(step, mean |predicted - recorded|) of a chunk predicted every `every` steps of the episode."""
     reader = EpisodeReader(path)
     try:
         qpos, action = reader.qpos, reader.action
@@ -35,7 +40,7 @@ def chunk_errors(predictor: ChunkPredictor, path: Path, every: int) -> list[floa
             frames = {cam: reader.image(cam, t) for cam in predictor.camera_names}
             chunk = predictor(Observation(t, qpos[t], predictor.images(frames)))
             n = min(len(chunk), len(action) - t)
-            errors.append(float(np.abs(chunk[:n] - action[t:t + n]).mean()))
+            errors.append((t, float(np.abs(chunk[:n] - action[t:t + n]).mean())))
         return errors
     finally:
         reader.close()
@@ -48,6 +53,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, nargs="*",
                         help="episode indices (default: the first checkpoint's validation episodes)")
     parser.add_argument("--every", type=int, default=25, help="steps between predictions (default 25)")
+    parser.add_argument("--spans", type=spans, default=[], help="also per span of steps: A-B,C-D (B, D excluded)")
     args = parser.parse_args()
     episodes, baseline = args.episodes, None
     for path in args.checkpoints:
@@ -56,10 +62,24 @@ def main() -> None:
         episodes = episodes or checkpoint.meta.extra["val_episodes"]
         predictor = ChunkPredictor(checkpoint)
         errors = [e for index in episodes for e in chunk_errors(predictor, dataset.path(index), args.every)]
-        mean = float(np.mean(errors))
+        mean = float(np.mean([error for _, error in errors]))
         baseline = baseline or mean
         print(f"{path}: mean |predicted - recorded| {mean:.4f} ({mean / baseline:.2f}x the first) over "
               f"{len(errors)} chunks of episodes {', '.join(map(str, episodes))}", flush=True)
+        for start, end in args.spans:
+            inside = [error for t, error in errors if start <= t < end]
+            figure = f"{np.mean(inside):.4f} over {len(inside)} chunks" if inside else "no chunk"
+            print(f"  steps {start}-{end}: {figure}", flush=True)
+
+
+def spans(text: str) -> list[tuple[int, int]]:
+    try:
+        pairs = [tuple(int(n) for n in part.split("-")) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"spans must be A-B,C-D with whole numbers, got {text!r}") from None
+    if any(len(pair) != 2 or pair[0] >= pair[1] for pair in pairs):
+        raise argparse.ArgumentTypeError(f"each span must be A-B with A < B, got {text!r}")
+    return pairs
 
 
 if __name__ == "__main__":
