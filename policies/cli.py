@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from policies.config import PRECISIONS, PRESETS, preset
+from policies.config import PRECISIONS, PRESETS, STILL_THRESHOLD, preset
 from policies.registry import POLICIES
 from robot.commands import (
     EXIT_INTERRUPTED,
@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "steps/s, ETA)")
     parser.add_argument("--correction-weight", type=positive_float, default=1.0,
                         help="sampling weight of correction episodes' frames relative to demos")
+    parser.add_argument("--still-weight", type=positive_float, default=1.0,
+                        help="sampling weight of still frames, whose next chunk of actions moves no joint more than "
+                        "--still-threshold: the hold at the end of a demo is often most of its frames and teaches "
+                        "nothing new (0.1-0.2 spends the steps on the motion; 1 samples uniformly)")
+    parser.add_argument("--still-threshold", type=positive_float, default=STILL_THRESHOLD, metavar="RAD",
+                        help="largest move over a chunk, in rig units (rad; grippers 0..1), of a still frame "
+                        "(0.01 rad is 0.6 degrees; a human operator's hold may need more)")
     parser.add_argument("--kinds", default="demo,correction", help="episode kinds to train on")
     parser.add_argument("--workers", type=non_negative_int, default=2,
                         help="data loader processes per training process")
@@ -158,6 +165,7 @@ def settings_from(args: argparse.Namespace):
         dataset=args.dataset, out=args.out, policy=config, steps=args.steps, warmup_steps=args.warmup_steps,
         grad_clip=args.grad_clip, val_fraction=args.val_fraction, val_every=args.val_every,
         save_every=args.save_every, log_every=args.log_every, correction_weight=args.correction_weight,
+        still_weight=args.still_weight, still_threshold=args.still_threshold,
         kinds=tuple(args.kinds.split(",")), workers=args.workers, cache_images=args.cache_images, seed=args.seed,
         resume=args.resume, pretrained_backbone=getattr(args, "pretrained_backbone", None), device=args.device,
         precision=args.precision, progress=not args.no_progress)

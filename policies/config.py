@@ -150,6 +150,10 @@ def _coerce(source: str, name: str, value: Any, default: Any) -> Any:
     raise AssertionError(f"no coercion for field {name}")
 
 
+# Largest move over an action chunk, in rig units (rad; grippers 0..1), of a frame that counts as still (0.6
+# degrees): the trainer can sample such frames less (policies.dataset.still_frames).
+STILL_THRESHOLD = 0.01
+
 PRESETS: dict[str, PolicyConfig] = {
     "paper": PolicyConfig(),
     # Trains on a 2-core CPU. 120x160 images leave each camera a 4x5 feature grid (80 image tokens for four

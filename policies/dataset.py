@@ -1,5 +1,9 @@
 """EpisodeDataset: training samples from a dataset folder, uniform over every frame of every episode.
 
+`frame_weights` gives a weighted sampler what to prefer instead: correction
+episodes, and fewer "still" frames, whose next chunk of actions barely moves (the
+hold at a demo's end, often most of its frames, with nothing left to learn).
+
 A sample is the normalized qpos at step t, the configured cameras' images at t
 (decoded if JPEG, resized to the training size, 0..1 floats, CHW), and the
 normalized action chunk t .. t+chunk-1 with a padding mask past the episode's
@@ -23,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
+from policies.config import STILL_THRESHOLD
 from policies.normalize import NormStats
 from recording.dataset import Dataset
 from recording.layout import joint_layout
@@ -89,6 +94,13 @@ def dataset_digest(dataset: Dataset, indices: Sequence[int]) -> str:
     return h.hexdigest()[:16]
 
 
+def still_frames(action: np.ndarray, chunk_size: int, threshold: float = STILL_THRESHOLD) -> np.ndarray:
+    """(T,) bool: no joint of the action chunk t .. t+chunk-1 moves more than `threshold` from action[t]."""
+    padded = np.concatenate([action, np.repeat(action[-1:], chunk_size - 1, axis=0)])  # the end holds still
+    windows = np.lib.stride_tricks.sliding_window_view(padded, chunk_size, axis=0)  # (T, joints, chunk)
+    return (np.abs(windows - action[:, :, None]).max(axis=(1, 2)) <= threshold)
+
+
 def compute_stats(episodes: Sequence[EpisodeArrays], std_floor: float = 1e-2) -> NormStats:
     return NormStats.from_arrays(np.concatenate([e.qpos for e in episodes]),
                                  np.concatenate([e.action for e in episodes]), std_floor=std_floor)
@@ -132,10 +144,17 @@ class EpisodeDataset(TorchDataset):
         e = int(np.searchsorted(self._starts, i, side="right") - 1)
         return e, i - int(self._starts[e])
 
-    def frame_weights(self, correction_weight: float = 1.0) -> np.ndarray:
-        """Per-sample weights for a WeightedRandomSampler: correction episodes count `correction_weight` times."""
-        return np.concatenate([np.full(len(e.qpos), correction_weight if e.kind == "correction" else 1.0)
-                               for e in self.episodes])
+    def frame_weights(self, correction_weight: float = 1.0, still_weight: float = 1.0,
+                      still_threshold: float = STILL_THRESHOLD) -> np.ndarray:
+        """Per-sample weights for a weighted sampler: correction episodes count `correction_weight` times, still
+        frames (`still_frames`) `still_weight` times; both apply to a still frame of a correction."""
+        weights = []
+        for e in self.episodes:
+            w = np.full(len(e.qpos), correction_weight if e.kind == "correction" else 1.0)
+            if still_weight != 1.0:
+                w[still_frames(e.action, self.chunk_size, still_threshold)] *= still_weight
+            weights.append(w)
+        return np.concatenate(weights)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         e, t = self.locate(int(i))

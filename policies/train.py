@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from policies.backbones import imagenet_weights_problem
 from policies.checkpoint import load_checkpoint, read_meta, save_checkpoint
-from policies.config import PRECISIONS, PolicyConfig
+from policies.config import PRECISIONS, STILL_THRESHOLD, PolicyConfig
 from policies.dataset import (
     EpisodeDataset,
     column_names,
@@ -66,6 +66,8 @@ class TrainSettings:
     save_every: int = 500
     log_every: int = 10  # metrics.jsonl, and a printed line when there is no progress bar
     correction_weight: float = 1.0
+    still_weight: float = 1.0  # sampling weight of still frames (policies.dataset.still_frames)
+    still_threshold: float = STILL_THRESHOLD
     kinds: tuple[str, ...] = ("demo", "correction")
     workers: int = 2
     cache_images: bool = False
@@ -255,8 +257,14 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
                              f"action columns; {last_dir} was trained with {config.state_dim} and "
                              f"{config.action_dim}: train a new run on this dataset")
         config = config.replace(state_dim=len(state_names), action_dim=len(action_names))
-    if s.correction_weight != 1.0:
-        sampler = WeightedSampler(data.frame_weights(s.correction_weight), s.seed, rank, world)
+    if s.correction_weight != 1.0 or s.still_weight != 1.0:
+        weights = data.frame_weights(s.correction_weight, s.still_weight, s.still_threshold)
+        if s.still_weight != 1.0:
+            still = data.frame_weights(still_weight=0.0, still_threshold=s.still_threshold) == 0.0
+            report(f"sampling: {still.mean():.0%} of the training frames are still (no joint moves more than "
+                   f"{s.still_threshold:g} over the next chunk); weighted {s.still_weight:g}, they are "
+                   f"{weights[still].sum() / weights.sum():.0%} of the samples")
+        sampler = WeightedSampler(weights, s.seed, rank, world)
     else:
         sampler = DistributedSampler(data, world, rank, shuffle=True, seed=s.seed, drop_last=True) if distributed \
             else None

@@ -16,7 +16,7 @@ from aloha_files import CAMS, aloha_compressed, scene
 from policies.checkpoint import OPTIMIZER_FILE, load_checkpoint
 from policies.cli import main as train_main
 from policies.config import preset
-from policies.dataset import EpisodeDataset, compute_stats, load_episodes, split_episodes
+from policies.dataset import EpisodeDataset, compute_stats, load_episodes, split_episodes, still_frames
 from policies.train import WeightedSampler, adamw, autocast_for, fused_adamw_on, lr_factor
 from recording.cli import main as record_main
 from recording.dataset import Dataset
@@ -151,6 +151,34 @@ def test_corrections_are_drawn_by_their_weight():
     assert abs(share - 50 / 140) < 0.03, share  # 10*5 of 90+50
     ranks = [list(WeightedSampler(weights, seed=1, rank=r, world_size=2)) for r in (0, 1)]
     assert len(ranks[0]) == 50 and ranks[0] != ranks[1]
+
+
+def test_still_frames_are_those_whose_next_chunk_barely_moves():
+    action = np.zeros((30, 3), np.float32)
+    action[:10, 0] = np.linspace(0.0, 0.9, 10)  # a reach for 10 steps, then a hold at 0.9
+    action[10:, 0] = 0.9
+    action[20, 2] = 0.005  # one twitch within the threshold
+    still = still_frames(action, chunk_size=5, threshold=0.01)
+    assert not still[:9].any() and still[9:].all()  # frame 5's chunk (5..9) still moves; 9 onward holds
+    assert still_frames(action, chunk_size=5, threshold=0.001)[9:].tolist() == [True] * 7 + [False] * 5 + [True] * 9
+
+
+def test_still_frames_are_drawn_less_and_say_so(sim_dataset, tmp_path, capsys):
+    dataset = Dataset.open(sim_dataset)
+    episodes = load_episodes(dataset, [0, 1])
+    data = EpisodeDataset(dataset, [0, 1], camera_names=(), image_size=(32, 40), chunk_size=10,
+                          stats=compute_stats(episodes))
+    still = np.concatenate([still_frames(e.action, 10) for e in episodes])
+    assert 0 < still.sum() < len(still)  # the scripted operator moves, then waits
+    weights = data.frame_weights(still_weight=0.25)
+    assert np.array_equal(weights, np.where(still, 0.25, 1.0))
+    assert np.array_equal(data.frame_weights(correction_weight=2.0, still_weight=0.25), weights)  # demos only
+
+    out = tmp_path / "run"
+    assert train_main(["--dataset", str(sim_dataset), "--out", str(out), *TINY, "--steps", "2",
+                       "--still-weight", "0.25"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("sampling:"))
+    assert "of the training frames are still" in line and "weighted 0.25" in line, line
 
 
 def test_learning_rate_warms_up_then_decays_to_zero():
