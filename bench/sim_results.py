@@ -14,7 +14,10 @@ the background (nohup ... &); it is not part of the test suite.
 Experiments (--only takes these names):
   base        50 transfer_cube demos, ACT (`--preset`), evaluated with temporal ensembling and open-loop chunks
   convnet     the base recipe with the five-convolution backbone (policies/convnet.py) in place of ResNet-18
+  fast        the base recipe made cheap for a CPU: the convnet backbone, bf16 autocast and the final hold's frames
+              sampled at 0.2 (`--still-weight`); `--steps 7500` is about 18 minutes of two idle cores
   insertion   the same recipe on insertion
+  insertion_fast  the fast recipe on insertion
   insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
               comes with a validation loss that stops falling: a generalization gap)
   round       one human-gated DAgger round: the scripted gate's takeovers on seeds 2000.. become corrections,
@@ -47,7 +50,8 @@ from deploy.evaluate import wilson  # noqa: E402
 from recording.dataset import INDEX, Dataset  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
 
-EXPERIMENTS = ("base", "convnet", "insertion", "insertion_aug", "round", "insertion_round", "chunks", "bc")
+EXPERIMENTS = ("base", "convnet", "fast", "insertion", "insertion_fast", "insertion_aug", "round", "insertion_round",
+               "chunks", "bc")
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,21 @@ def convnet(s: Settings) -> None:
 
 
 CONVNET = ("--set", "backbone=convnet", "--set", "backbone_norm=group")
+FAST = (*CONVNET, "--precision", "bf16", "--still-weight", "0.2")
+
+
+def fast(s: Settings) -> None:
+    record_demos(s, "transfer_cube", "transfer_cube", s.demos)
+    train(s, "act_fast", "transfer_cube", s.steps, *FAST)
+    evaluate(s, "act_fast_ensemble", "act_fast")
+    evaluate(s, "act_fast_chunk", "act_fast", "--mode", "chunk")
+
+
+def insertion_fast(s: Settings) -> None:
+    record_demos(s, "insertion", "insertion", s.demos)
+    train(s, "insertion_act_fast", "insertion", s.steps, *FAST)
+    evaluate(s, "insertion_act_fast_ensemble", "insertion_act_fast")
+    evaluate(s, "insertion_act_fast_chunk", "insertion_act_fast", "--mode", "chunk")
 
 
 def insertion(s: Settings) -> None:
@@ -231,8 +250,9 @@ def bc(s: Settings) -> None:
 
 
 BASE = {"transfer_cube": base, "insertion": insertion}  # what trains and evaluates each task's base policy
-RUN = {"base": base, "convnet": convnet, "insertion": insertion, "insertion_aug": insertion_aug, "round": dagger_round,
-       "insertion_round": lambda s: dagger_round(s, "insertion"), "chunks": chunks, "bc": bc}
+RUN = {"base": base, "convnet": convnet, "fast": fast, "insertion": insertion, "insertion_fast": insertion_fast,
+       "insertion_aug": insertion_aug, "round": dagger_round, "insertion_round": lambda s: dagger_round(s, "insertion"),
+       "chunks": chunks, "bc": bc}
 
 
 # -- the table ---------------------------------------------------------------------------------------------------
@@ -241,8 +261,12 @@ ROWS = [  # (result, run, what)
     ("act_chunk", "act", "ACT, open-loop chunks"),
     ("act_convnet_ensemble", "act_convnet", "ACT, convnet backbone, temporal ensembling"),
     ("act_convnet_chunk", "act_convnet", "ACT, convnet backbone, open-loop chunks"),
+    ("act_fast_ensemble", "act_fast", "ACT, fast recipe (convnet, bf16, still frames 0.2), temporal ensembling"),
+    ("act_fast_chunk", "act_fast", "ACT, fast recipe, open-loop chunks"),
     ("insertion_act_ensemble", "insertion_act", "ACT, temporal ensembling"),
     ("insertion_act_chunk", "insertion_act", "ACT, open-loop chunks"),
+    ("insertion_act_fast_ensemble", "insertion_act_fast", "ACT, fast recipe, temporal ensembling"),
+    ("insertion_act_fast_chunk", "insertion_act_fast", "ACT, fast recipe, open-loop chunks"),
     ("insertion_act_aug_ensemble", "insertion_act_aug", "ACT + random shift 8, GroupNorm, temporal ensembling"),
     *((f"{prefix}{run}_ensemble", f"{prefix}{run}", what) for prefix in ("", "insertion_") for run, what in (
         ("gated", "ACT + one human-gated DAgger round"),
