@@ -148,13 +148,15 @@ class EpisodeDataset(TorchDataset):
                       still_threshold: float = STILL_THRESHOLD) -> np.ndarray:
         """Per-sample weights for a weighted sampler: correction episodes count `correction_weight` times, still
         frames (`still_frames`) `still_weight` times; both apply to a still frame of a correction."""
-        weights = []
-        for e in self.episodes:
-            w = np.full(len(e.qpos), correction_weight if e.kind == "correction" else 1.0)
-            if still_weight != 1.0:
-                w[still_frames(e.action, self.chunk_size, still_threshold)] *= still_weight
-            weights.append(w)
-        return np.concatenate(weights)
+        weights = np.concatenate([np.full(len(e.qpos), correction_weight if e.kind == "correction" else 1.0)
+                                  for e in self.episodes])
+        if still_weight != 1.0:
+            weights[self.still_mask(still_threshold)] *= still_weight
+        return weights
+
+    def still_mask(self, threshold: float = STILL_THRESHOLD) -> np.ndarray:
+        """(samples,) bool: which samples are still frames (`still_frames`)."""
+        return np.concatenate([still_frames(e.action, self.chunk_size, threshold) for e in self.episodes])
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         e, t = self.locate(int(i))

@@ -260,7 +260,7 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
     if s.correction_weight != 1.0 or s.still_weight != 1.0:
         weights = data.frame_weights(s.correction_weight, s.still_weight, s.still_threshold)
         if s.still_weight != 1.0:
-            still = data.frame_weights(still_weight=0.0, still_threshold=s.still_threshold) == 0.0
+            still = data.still_mask(s.still_threshold)
             report(f"sampling: {still.mean():.0%} of the training frames are still (no joint moves more than "
                    f"{s.still_threshold:g} over the next chunk); weighted {s.still_weight:g}, they are "
                    f"{weights[still].sum() / weights.sum():.0%} of the samples")
@@ -310,6 +310,10 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
                         extra={"best_val_loss": best_val, "train_episodes": train_ids, "val_episodes": val_ids,
                                "dataset": str(s.dataset), "start_qpos": start_qpos,
                                "render": dataset.info.render,  # how a simulated rig drew the training images
+                               # how the last run trained, beyond the config: to reproduce a result from its checkpoint
+                               "training": {"steps": s.steps, "seed": s.seed, "precision": s.precision,
+                                            "correction_weight": s.correction_weight,
+                                            "still_weight": s.still_weight, "still_threshold": s.still_threshold},
                                # wall time spent training, over every resumed run
                                "train_seconds": trained_before + time.perf_counter() - started})
 

@@ -179,6 +179,7 @@ def test_still_frames_are_drawn_less_and_say_so(sim_dataset, tmp_path, capsys):
                        "--still-weight", "0.25"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("sampling:"))
     assert "of the training frames are still" in line and "weighted 0.25" in line, line
+    assert load_checkpoint(out / "last").meta.extra["training"]["still_weight"] == 0.25  # the checkpoint says how
 
 
 def test_learning_rate_warms_up_then_decays_to_zero():
