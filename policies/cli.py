@@ -123,9 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--correction-weight", type=positive_float, default=1.0,
                         help="sampling weight of correction episodes' frames relative to demos")
     parser.add_argument("--still-weight", type=positive_float, default=1.0,
-                        help="sampling weight of still frames, whose next chunk of actions moves no joint more than "
-                        "--still-threshold: the hold at the end of a demo is often most of its frames and teaches "
-                        "nothing new (0.1-0.2 spends the steps on the motion; 1 samples uniformly)")
+                        help="sampling weight of the demos' still frames, whose next chunk of actions moves no joint "
+                        "more than --still-threshold (a pause, or the hold at a demo's end: often most of its frames, "
+                        "teaching little beyond staying put). 0.2 spends the steps on the motion (the README's "
+                        "20-minute recipe); 1: no change. Corrections' frames are never counted as still")
     parser.add_argument("--still-threshold", type=positive_float, default=STILL_THRESHOLD, metavar="RAD",
                         help="largest move over a chunk, in rig units (rad; grippers 0..1), of a still frame "
                         "(0.01 rad is 0.6 degrees; a human operator's hold may need more)")

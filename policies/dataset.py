@@ -145,18 +145,24 @@ class EpisodeDataset(TorchDataset):
         return e, i - int(self._starts[e])
 
     def frame_weights(self, correction_weight: float = 1.0, still_weight: float = 1.0,
-                      still_threshold: float = STILL_THRESHOLD) -> np.ndarray:
-        """Per-sample weights for a weighted sampler: correction episodes count `correction_weight` times, still
-        frames (`still_frames`) `still_weight` times; both apply to a still frame of a correction."""
+                      still: np.ndarray | None = None) -> np.ndarray:
+        """Per-sample weights for a weighted sampler: correction episodes count `correction_weight` times, the
+        samples marked in `still` (`still_mask`) `still_weight` times."""
         weights = np.concatenate([np.full(len(e.qpos), correction_weight if e.kind == "correction" else 1.0)
                                   for e in self.episodes])
-        if still_weight != 1.0:
-            weights[self.still_mask(still_threshold)] *= still_weight
+        if still is not None:
+            weights[still] *= still_weight
         return weights
 
     def still_mask(self, threshold: float = STILL_THRESHOLD) -> np.ndarray:
-        """(samples,) bool: which samples are still frames (`still_frames`)."""
-        return np.concatenate([still_frames(e.action, self.chunk_size, threshold) for e in self.episodes])
+        """(samples,) bool: the demos' still frames (`still_frames`). A correction's still frames are not marked:
+        an operator's hold there may be the lesson, and a correction often ends mid-motion, where the shortened
+        last chunks would look still."""
+        if self.chunk_size < 2:
+            raise ValueError("still frames need a chunk of at least 2 actions (chunk_size is 1: every frame would "
+                             "count as still)")
+        return np.concatenate([still_frames(e.action, self.chunk_size, threshold) if e.kind == "demo"
+                               else np.zeros(len(e.action), bool) for e in self.episodes])
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         e, t = self.locate(int(i))

@@ -156,6 +156,31 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
+# TrainSettings fields that shape what a run learns beyond its PolicyConfig (paths and logging left out)
+TRAINING_FIELDS = ("steps", "warmup_steps", "grad_clip", "val_fraction", "correction_weight", "still_weight",
+                   "still_threshold", "kinds", "seed", "pretrained_backbone")
+# those a resumed run is told about when they differ from the run it continues
+RESUME_CHECKED = ("correction_weight", "still_weight", "still_threshold", "kinds", "precision")
+
+
+def training_record(s: TrainSettings, precision: str, world: int) -> dict[str, Any]:
+    """What meta.json keeps of how a run trains: the fields above, the precision used and the process count."""
+    record = {name: getattr(s, name) for name in TRAINING_FIELDS}
+    record["kinds"] = list(s.kinds)
+    if record["pretrained_backbone"] is not None:
+        record["pretrained_backbone"] = str(record["pretrained_backbone"])
+    return {**record, "precision": precision, "processes": world}
+
+
+def _say_changed_settings(now: dict[str, Any], before: dict[str, Any], report: Report) -> None:
+    """A resumed run that samples or computes differently from the run it continues says so: the flags are not
+    carried over, each run states its own."""
+    changed = [f"{name} {now[name]} (was {before[name]})" for name in RESUME_CHECKED
+               if name in before and before[name] != now[name]]
+    if changed:
+        report(f"note: resumed with {', '.join(changed)}; pass the earlier flags to keep them")
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -229,7 +254,13 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
         report(f"resuming {last_dir} at step {start_step} of {s.steps}")
     threads = f"{torch.get_num_threads()} threads" + (f" x {world} processes" if world > 1 else "")
     autocast = autocast_for(s.precision, device)
-    report(f"device {device}, {threads}, {'bf16 autocast' if isinstance(autocast, torch.autocast) else 'fp32'}")
+    precision = "bf16" if isinstance(autocast, torch.autocast) else "fp32"
+    report(f"device {device}, {threads}, {'bf16 autocast' if precision == 'bf16' else 'fp32'}")
+    # how this run trains beyond the config, kept in every checkpoint it writes (one entry per resumed run)
+    earlier = list(resumed.meta.extra.get("training") or []) if resumed is not None else []
+    training = [*earlier, {"from_step": start_step, **training_record(s, precision, world)}]
+    if earlier:
+        _say_changed_settings(training[-1], earlier[-1], report)
     if main_process and not val_ids:
         if len(indices) < 2:
             log.warning("%s: only %d %s episode(s): no validation; best/ will be the last step, and overfitting "
@@ -258,9 +289,12 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
                              f"{config.action_dim}: train a new run on this dataset")
         config = config.replace(state_dim=len(state_names), action_dim=len(action_names))
     if s.correction_weight != 1.0 or s.still_weight != 1.0:
-        weights = data.frame_weights(s.correction_weight, s.still_weight, s.still_threshold)
-        if s.still_weight != 1.0:
-            still = data.still_mask(s.still_threshold)
+        still = data.still_mask(s.still_threshold) if s.still_weight != 1.0 else None
+        weights = data.frame_weights(s.correction_weight, s.still_weight, still)
+        if not weights.sum() > 0:
+            raise ValueError(f"{s.dataset}: every training frame has sampling weight 0 (correction weight "
+                             f"{s.correction_weight:g}, still weight {s.still_weight:g})")
+        if still is not None:
             report(f"sampling: {still.mean():.0%} of the training frames are still (no joint moves more than "
                    f"{s.still_threshold:g} over the next chunk); weighted {s.still_weight:g}, they are "
                    f"{weights[still].sum() / weights.sum():.0%} of the samples")
@@ -310,10 +344,7 @@ def _train(s: TrainSettings, device: torch.device, rank: int, world: int, distri
                         extra={"best_val_loss": best_val, "train_episodes": train_ids, "val_episodes": val_ids,
                                "dataset": str(s.dataset), "start_qpos": start_qpos,
                                "render": dataset.info.render,  # how a simulated rig drew the training images
-                               # how the last run trained, beyond the config: to reproduce a result from its checkpoint
-                               "training": {"steps": s.steps, "seed": s.seed, "precision": s.precision,
-                                            "correction_weight": s.correction_weight,
-                                            "still_weight": s.still_weight, "still_threshold": s.still_threshold},
+                               "training": training,
                                # wall time spent training, over every resumed run
                                "train_seconds": trained_before + time.perf_counter() - started})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -168,18 +169,28 @@ def test_still_frames_are_drawn_less_and_say_so(sim_dataset, tmp_path, capsys):
     episodes = load_episodes(dataset, [0, 1])
     data = EpisodeDataset(dataset, [0, 1], camera_names=(), image_size=(32, 40), chunk_size=10,
                           stats=compute_stats(episodes))
-    still = np.concatenate([still_frames(e.action, 10) for e in episodes])
+    still = data.still_mask()
     assert 0 < still.sum() < len(still)  # the scripted operator moves, then waits
-    weights = data.frame_weights(still_weight=0.25)
-    assert np.array_equal(weights, np.where(still, 0.25, 1.0))
-    assert np.array_equal(data.frame_weights(correction_weight=2.0, still_weight=0.25), weights)  # demos only
+    assert np.array_equal(data.frame_weights(still_weight=0.25, still=still), np.where(still, 0.25, 1.0))
+    data.episodes[1] = dataclasses.replace(data.episodes[1], kind="correction")
+    assert not data.still_mask()[200:].any() and np.array_equal(data.still_mask()[:200], still[:200])
+    assert np.array_equal(data.frame_weights(2.0, 0.25, data.still_mask()),
+                          np.concatenate([np.where(still[:200], 0.25, 1.0), np.full(200, 2.0)]))
+    with pytest.raises(ValueError, match="chunk_size is 1"):
+        EpisodeDataset(dataset, [0], camera_names=(), image_size=(32, 40), chunk_size=1,
+                       stats=compute_stats(episodes)).still_mask()
 
     out = tmp_path / "run"
     assert train_main(["--dataset", str(sim_dataset), "--out", str(out), *TINY, "--steps", "2",
                        "--still-weight", "0.25"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("sampling:"))
     assert "of the training frames are still" in line and "weighted 0.25" in line, line
-    assert load_checkpoint(out / "last").meta.extra["training"]["still_weight"] == 0.25  # the checkpoint says how
+    # a resumed run with other flags says so, and the checkpoint keeps how each part of the run trained
+    assert train_main(["--dataset", str(sim_dataset), "--out", str(out), *TINY, "--steps", "3", "--resume"]) == 0
+    assert "note: resumed with still_weight 1.0 (was 0.25)" in capsys.readouterr().out
+    training = load_checkpoint(out / "last").meta.extra["training"]
+    assert [(t["from_step"], t["still_weight"], t["precision"]) for t in training] == [(0, 0.25, "fp32"),
+                                                                                      (2, 1.0, "fp32")]
 
 
 def test_learning_rate_warms_up_then_decays_to_zero():
