@@ -14,10 +14,11 @@ the background (nohup ... &); it is not part of the test suite.
 Experiments (--only takes these names):
   base        50 transfer_cube demos, ACT (`--preset`), evaluated with temporal ensembling and open-loop chunks
   convnet     the base recipe with the five-convolution backbone (policies/convnet.py) in place of ResNet-18
-  fast        the base recipe made cheap for a CPU: the convnet backbone, bf16 autocast and the final hold's frames
-              sampled at 0.2 (`--still-weight`); `--steps 7500` is about 18 minutes of two idle cores
+  fast        the base recipe made cheap for a CPU: the convnet backbone, bf16 autocast and the demos' still frames
+              (the final hold) sampled at 0.2 (`--still-weight`); `--fast-steps` (default 7500, about 18 minutes
+              of two idle cores), not `--steps`
   insertion   the same recipe on insertion
-  insertion_fast  the fast recipe on insertion
+  insertion_fast  the fast recipe on insertion (`--fast-steps` too)
   insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
               comes with a validation loss that stops falling: a generalization gap)
   round       one human-gated DAgger round: the scripted gate's takeovers on seeds 2000.. become corrections,
@@ -66,6 +67,7 @@ class Settings:
     preset: str
     image_size: str
     dry_run: bool
+    fast_steps: int = 7500  # the fast experiments' training steps (about 18 min of two idle cores)
 
     def data(self, name: str) -> Path:
         return self.work / "data" / name
@@ -178,14 +180,14 @@ FAST = (*CONVNET, "--precision", "bf16", "--still-weight", "0.2")
 
 def fast(s: Settings) -> None:
     record_demos(s, "transfer_cube", "transfer_cube", s.demos)
-    train(s, "act_fast", "transfer_cube", s.steps, *FAST)
+    train(s, "act_fast", "transfer_cube", s.fast_steps, *FAST)
     evaluate(s, "act_fast_ensemble", "act_fast")
     evaluate(s, "act_fast_chunk", "act_fast", "--mode", "chunk")
 
 
 def insertion_fast(s: Settings) -> None:
     record_demos(s, "insertion", "insertion", s.demos)
-    train(s, "insertion_act_fast", "insertion", s.steps, *FAST)
+    train(s, "insertion_act_fast", "insertion", s.fast_steps, *FAST)
     evaluate(s, "insertion_act_fast_ensemble", "insertion_act_fast")
     evaluate(s, "insertion_act_fast_chunk", "insertion_act_fast", "--mode", "chunk")
 
@@ -309,6 +311,8 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(EXPERIMENTS), help=f"comma-separated: {', '.join(EXPERIMENTS)}")
     parser.add_argument("--demos", type=int, default=50, help="demonstrations per task (default 50)")
     parser.add_argument("--steps", type=int, default=20000, help="training steps from scratch (default 20000)")
+    parser.add_argument("--fast-steps", type=int, default=7500,
+                        help="training steps of the fast and insertion_fast experiments (default 7500)")
     parser.add_argument("--extra-steps", type=int, default=5000,
                         help="further training in the DAgger round and its comparisons (default 5000)")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation rollouts per policy (default 50)")
@@ -324,7 +328,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
     s = Settings(args.work, args.demos, args.steps, args.extra_steps, args.episodes, args.round_episodes, args.gate,
-                 args.preset, args.image_size, args.dry_run)
+                 args.preset, args.image_size, args.dry_run, args.fast_steps)
     if not args.table:
         for name in only:
             print(f"== {name}", flush=True)
