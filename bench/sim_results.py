@@ -159,44 +159,36 @@ def labelled_steps(s: Settings, name: str) -> int:
 
 
 # -- the experiments ------------------------------------------------------------------------------------------
-def base(s: Settings) -> None:
-    record_demos(s, "transfer_cube", "transfer_cube", s.demos)
-    train(s, "act", "transfer_cube", s.steps)
-    evaluate(s, "act_ensemble", "act")
-    evaluate(s, "act_chunk", "act", "--mode", "chunk")
+def recipe(s: Settings, task: str, run: str, steps: int, *extra: str) -> None:
+    """50 demos of `task`, a policy trained on them, evaluated with temporal ensembling and open-loop chunks."""
+    record_demos(s, task, task, s.demos)
+    train(s, run, task, steps, *extra)
+    evaluate(s, f"{run}_ensemble", run)
+    evaluate(s, f"{run}_chunk", run, "--mode", "chunk")
 
 
-def convnet(s: Settings) -> None:
-    """The base recipe with the five-convolution backbone in place of ResNet-18 (a cheaper step on a CPU)."""
-    record_demos(s, "transfer_cube", "transfer_cube", s.demos)
-    train(s, "act_convnet", "transfer_cube", s.steps, *CONVNET)
-    evaluate(s, "act_convnet_ensemble", "act_convnet")
-    evaluate(s, "act_convnet_chunk", "act_convnet", "--mode", "chunk")
-
-
-CONVNET = ("--set", "backbone=convnet", "--set", "backbone_norm=group")
+CONVNET = ("--set", "backbone=convnet", "--set", "backbone_norm=group")  # a cheaper step on a CPU than ResNet-18
 FAST = (*CONVNET, "--precision", "bf16", "--still-weight", "0.2")
 
 
+def base(s: Settings) -> None:
+    recipe(s, "transfer_cube", "act", s.steps)
+
+
+def convnet(s: Settings) -> None:
+    recipe(s, "transfer_cube", "act_convnet", s.steps, *CONVNET)
+
+
 def fast(s: Settings) -> None:
-    record_demos(s, "transfer_cube", "transfer_cube", s.demos)
-    train(s, "act_fast", "transfer_cube", s.fast_steps, *FAST)
-    evaluate(s, "act_fast_ensemble", "act_fast")
-    evaluate(s, "act_fast_chunk", "act_fast", "--mode", "chunk")
-
-
-def insertion_fast(s: Settings) -> None:
-    record_demos(s, "insertion", "insertion", s.demos)
-    train(s, "insertion_act_fast", "insertion", s.fast_steps, *FAST)
-    evaluate(s, "insertion_act_fast_ensemble", "insertion_act_fast")
-    evaluate(s, "insertion_act_fast_chunk", "insertion_act_fast", "--mode", "chunk")
+    recipe(s, "transfer_cube", "act_fast", s.fast_steps, *FAST)
 
 
 def insertion(s: Settings) -> None:
-    record_demos(s, "insertion", "insertion", s.demos)
-    train(s, "insertion_act", "insertion", s.steps)
-    evaluate(s, "insertion_act_ensemble", "insertion_act")
-    evaluate(s, "insertion_act_chunk", "insertion_act", "--mode", "chunk")
+    recipe(s, "insertion", "insertion_act", s.steps)
+
+
+def insertion_fast(s: Settings) -> None:
+    recipe(s, "insertion", "insertion_act_fast", s.fast_steps, *FAST)
 
 
 def insertion_aug(s: Settings) -> None:
