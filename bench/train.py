@@ -167,19 +167,22 @@ def cpu_bf16_flags() -> str:
 
 
 def bench_step_variants(steps: int, rounds: int) -> None:
-    """The cpu preset's step: default AdamW fp32, fused AdamW fp32, fused AdamW + bf16 autocast, and the convnet
-    backbone. The variants take turns, `rounds` times, so a machine whose load changes meanwhile affects each
-    alike."""
+    """The cpu preset's step: default AdamW fp32, fused AdamW fp32, fused AdamW + bf16 autocast, the convnet
+    backbone, the README's 20-minute recipe (convnet + bf16) and that recipe at 240x320. The variants take turns,
+    `rounds` times, so a machine whose load changes meanwhile affects each alike."""
     config = preset("cpu")
     convnet = config.replace(backbone="convnet", backbone_norm="group")
-    batch = synthetic_batch(config)
     variants = {"torch's AdamW, fp32 (baseline)": ("plain", "fp32", config),
                 "fused AdamW, fp32 (tandem-train's default)": ("fused", "fp32", config),
                 "fused AdamW, --precision bf16": ("fused", "bf16", config),
-                "fused AdamW, fp32, convnet backbone": ("fused", "fp32", convnet)}
+                "fused AdamW, fp32, convnet backbone": ("fused", "fp32", convnet),
+                "convnet + bf16 (the 20-minute recipe)": ("fused", "bf16", convnet),
+                "convnet + bf16 at 240x320": ("fused", "bf16", convnet.replace(image_size=(240, 320)))}
+    batches = {name: synthetic_batch(variant) for name, (_, _, variant) in variants.items()}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, (optimizer_kind, precision, variant) in variants.items():
+            batch = batches[name]
             torch.manual_seed(0)
             policy = make_policy(variant)
             optimizer = adamw(policy.param_groups(), variant.weight_decay, torch.device("cpu")) \
