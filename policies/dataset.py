@@ -2,7 +2,7 @@
 
 `frame_weights` gives a weighted sampler what to prefer instead: correction
 episodes, and fewer "still" frames, whose next chunk of actions barely moves (the
-hold at a demo's end, often most of its frames, with nothing left to learn).
+hold at a demo's end: often most of its frames, teaching little beyond staying put).
 
 A sample is the normalized qpos at step t, the configured cameras' images at t
 (decoded if JPEG, resized to the training size, 0..1 floats, CHW), and the
@@ -98,7 +98,7 @@ def still_frames(action: np.ndarray, chunk_size: int, threshold: float = STILL_T
     """(T,) bool: no joint of the action chunk t .. t+chunk-1 moves more than `threshold` from action[t]."""
     padded = np.concatenate([action, np.repeat(action[-1:], chunk_size - 1, axis=0)])  # the end holds still
     windows = np.lib.stride_tricks.sliding_window_view(padded, chunk_size, axis=0)  # (T, joints, chunk)
-    return (np.abs(windows - action[:, :, None]).max(axis=(1, 2)) <= threshold)
+    return np.abs(windows - action[:, :, None]).max(axis=(1, 2)) <= threshold
 
 
 def compute_stats(episodes: Sequence[EpisodeArrays], std_floor: float = 1e-2) -> NormStats:

@@ -160,7 +160,7 @@ def test_still_frames_are_those_whose_next_chunk_barely_moves():
     action[10:, 0] = 0.9
     action[20, 2] = 0.005  # one twitch within the threshold
     still = still_frames(action, chunk_size=5, threshold=0.01)
-    assert not still[:9].any() and still[9:].all()  # frame 5's chunk (5..9) still moves; 9 onward holds
+    assert not still[:9].any() and still[9:].all()  # frame 8's chunk (8..12) still reaches 0.9; 9 onward holds
     assert still_frames(action, chunk_size=5, threshold=0.001)[9:].tolist() == [True] * 7 + [False] * 5 + [True] * 9
 
 
