@@ -159,6 +159,19 @@ class ACTPolicy(nn.Module):
         finally:
             self.train(was_training)
 
+    @torch.no_grad()
+    def reconstruct(self, qpos: Tensor, images: Tensor | None, action: Tensor, is_pad: Tensor) -> Tensor:
+        """predict() with the latent at the posterior mean of the recorded `action` chunk instead of zero: what the
+        validation loss scores. Equal to predict() when the latent carries nothing (bench/open_loop_error.py)."""
+        images = check_inputs(self.config, qpos, images)
+        was_training = self.training
+        self.eval()
+        try:
+            mu, _ = self._posterior(qpos, action, is_pad)
+            return self._decode(qpos, images, mu)
+        finally:
+            self.train(was_training)
+
     def param_groups(self) -> list[dict]:
         return split_param_groups(self, self.backbone, self.config)
 

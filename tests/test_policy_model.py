@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from policies.base import Policy, random_shift
+from policies.base import Policy, masked_l1, random_shift
 from policies.config import PolicyConfig, preset
 from policies.convnet import ConvNet
 from policies.registry import POLICIES, make_policy
@@ -80,6 +80,24 @@ def test_predict_is_deterministic_and_leaves_training_mode_alone() -> None:
     first = policy.predict(batch["qpos"], batch["images"])
     torch.testing.assert_close(policy.predict(batch["qpos"], batch["images"]), first)
     assert policy.training
+
+
+def test_act_reconstruct_decodes_what_the_validation_loss_scores() -> None:
+    torch.manual_seed(0)
+    config = tiny("act", 1)
+    policy = make_policy(config)
+    batch = make_batch(config, batch=3)
+    batch["is_pad"][1, 5:] = True
+    policy.train()
+    policy(batch)[0].backward()  # a step's worth of gradients, so the posterior is not at its initial values
+    torch.optim.SGD(policy.parameters(), lr=0.5).step()
+    policy.eval()
+    with torch.no_grad():
+        _, metrics = policy(batch)  # eval mode: the latent at the posterior mean
+    chunk = policy.reconstruct(batch["qpos"], batch["images"], batch["action"], batch["is_pad"])
+    assert policy.training is False
+    assert masked_l1(chunk, batch["action"], batch["is_pad"]).item() == pytest.approx(metrics["l1"], rel=1e-5)
+    assert not torch.allclose(chunk, policy.predict(batch["qpos"], batch["images"]))  # the latent was not zero
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
