@@ -20,6 +20,7 @@ Experiments (--only takes these names):
   insertion   the same recipe on insertion
   insertion_fast  the fast recipe on insertion (`--fast-steps` too)
   insertion_fast_240  the same at the demos' 240x320 (an 8x10 feature grid; the step costs ~1.75x)
+  insertion_fast_96  the same at 96x128 (a 3x4 grid)
   insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
               comes with a validation loss that stops falling: a generalization gap)
   round       one human-gated DAgger round: the scripted gate's takeovers on seeds 2000.. become corrections,
@@ -52,7 +53,8 @@ from deploy.evaluate import wilson  # noqa: E402
 from recording.dataset import INDEX, Dataset  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
 
-EXPERIMENTS = ("base", "convnet", "fast", "insertion", "insertion_fast", "insertion_fast_240", "insertion_aug", "round",
+EXPERIMENTS = ("base", "convnet", "fast", "insertion", "insertion_fast", "insertion_fast_240", "insertion_fast_96",
+               "insertion_aug", "round",
                "insertion_round", "chunks", "bc")
 
 
@@ -192,8 +194,9 @@ def insertion_fast(s: Settings) -> None:
     recipe(s, "insertion", "insertion_act_fast", s.fast_steps, *FAST)
 
 
-def insertion_fast_240(s: Settings) -> None:
-    recipe(s, "insertion", "insertion_act_fast_240", s.fast_steps, *FAST, "--image-size", "240x320")
+def insertion_fast_at(size: str, height: int):
+    """The fast recipe on insertion at another training image size (run insertion_act_fast_HEIGHT)."""
+    return lambda s: recipe(s, "insertion", f"insertion_act_fast_{height}", s.fast_steps, *FAST, "--image-size", size)
 
 
 def insertion_aug(s: Settings) -> None:
@@ -250,7 +253,8 @@ def bc(s: Settings) -> None:
 
 BASE = {"transfer_cube": base, "insertion": insertion}  # what trains and evaluates each task's base policy
 RUN = {"base": base, "convnet": convnet, "fast": fast, "insertion": insertion, "insertion_fast": insertion_fast,
-       "insertion_fast_240": insertion_fast_240, "insertion_aug": insertion_aug, "round": dagger_round,
+       "insertion_fast_240": insertion_fast_at("240x320", 240),
+       "insertion_fast_96": insertion_fast_at("96x128", 96), "insertion_aug": insertion_aug, "round": dagger_round,
        "insertion_round": lambda s: dagger_round(s, "insertion"), "chunks": chunks, "bc": bc}
 
 
@@ -268,6 +272,8 @@ ROWS = [  # (result, run, what)
     ("insertion_act_fast_chunk", "insertion_act_fast", "ACT, fast recipe, open-loop chunks"),
     ("insertion_act_fast_240_ensemble", "insertion_act_fast_240", "ACT, fast recipe at 240x320, temporal ensembling"),
     ("insertion_act_fast_240_chunk", "insertion_act_fast_240", "ACT, fast recipe at 240x320, open-loop chunks"),
+    ("insertion_act_fast_96_ensemble", "insertion_act_fast_96", "ACT, fast recipe at 96x128, temporal ensembling"),
+    ("insertion_act_fast_96_chunk", "insertion_act_fast_96", "ACT, fast recipe at 96x128, open-loop chunks"),
     ("insertion_act_aug_ensemble", "insertion_act_aug", "ACT + random shift 8, GroupNorm, temporal ensembling"),
     *((f"{prefix}{run}_ensemble", f"{prefix}{run}", what) for prefix in ("", "insertion_") for run, what in (
         ("gated", "ACT + one human-gated DAgger round"),
