@@ -57,9 +57,7 @@ def reconstruct(predictor: ChunkPredictor, obs: Observation, recorded: np.ndarra
     action = np.zeros((size, recorded.shape[1]), np.float32)
     action[:len(recorded)] = stats.normalize_action(recorded.astype(np.float32))
     is_pad = torch.arange(size)[None] >= len(recorded)
-    qpos = torch.as_tensor(stats.normalize_qpos(obs.qpos.astype(np.float32)))[None]
-    images = None if obs.images is None else torch.as_tensor(obs.images).permute(0, 3, 1, 2)[None].float() / 255.0
-    chunk = policy.reconstruct(qpos, images, torch.as_tensor(action)[None], is_pad)[0].float().numpy()
+    chunk = policy.reconstruct(*predictor.inputs(obs), torch.as_tensor(action)[None], is_pad)[0].float().numpy()
     return stats.unnormalize_action(chunk).astype(np.float64)
 
 

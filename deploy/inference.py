@@ -63,14 +63,18 @@ class ChunkPredictor:
             out[i] = frame if frame.shape[:2] == (h, w) else cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
         return out
 
-    @torch.inference_mode()
-    def __call__(self, obs: Observation) -> np.ndarray:
-        """(chunk_size, action_dim) float64 actions in rig units."""
+    def inputs(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The policy's inputs for one observation: normalized qpos (1, D) and images (1, cams, 3, H, W) in 0..1."""
         qpos = torch.as_tensor(self.stats.normalize_qpos(obs.qpos.astype(np.float32)), device=self.device)[None]
         images = None
         if obs.images is not None:
             images = torch.as_tensor(obs.images, device=self.device).permute(0, 3, 1, 2)[None].float().div_(255.0)
-        chunk = self.policy.predict(qpos, images)[0].float().cpu().numpy()
+        return qpos, images
+
+    @torch.inference_mode()
+    def __call__(self, obs: Observation) -> np.ndarray:
+        """(chunk_size, action_dim) float64 actions in rig units."""
+        chunk = self.policy.predict(*self.inputs(obs))[0].float().cpu().numpy()
         return self.stats.unnormalize_action(chunk).astype(np.float64)
 
 
