@@ -21,6 +21,7 @@ Experiments (--only takes these names):
   insertion_fast  the fast recipe on insertion (`--fast-steps` too)
   insertion_fast_240  the same at the demos' 240x320 (an 8x10 feature grid; the step costs ~1.75x)
   insertion_fast_96  the same at 96x128 (a 3x4 grid)
+  insertion_fast_72  the same at 72x96 (a 3x3 grid)
   insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
               comes with a validation loss that stops falling: a generalization gap)
   round       one human-gated DAgger round: the scripted gate's takeovers on seeds 2000.. become corrections,
@@ -54,7 +55,7 @@ from recording.dataset import INDEX, Dataset  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
 
 EXPERIMENTS = ("base", "convnet", "fast", "insertion", "insertion_fast", "insertion_fast_240", "insertion_fast_96",
-               "insertion_aug", "round",
+               "insertion_fast_72", "insertion_aug", "round",
                "insertion_round", "chunks", "bc")
 
 
@@ -254,7 +255,8 @@ def bc(s: Settings) -> None:
 BASE = {"transfer_cube": base, "insertion": insertion}  # what trains and evaluates each task's base policy
 RUN = {"base": base, "convnet": convnet, "fast": fast, "insertion": insertion, "insertion_fast": insertion_fast,
        "insertion_fast_240": insertion_fast_at("240x320", 240),
-       "insertion_fast_96": insertion_fast_at("96x128", 96), "insertion_aug": insertion_aug, "round": dagger_round,
+       "insertion_fast_96": insertion_fast_at("96x128", 96), "insertion_fast_72": insertion_fast_at("72x96", 72),
+       "insertion_aug": insertion_aug, "round": dagger_round,
        "insertion_round": lambda s: dagger_round(s, "insertion"), "chunks": chunks, "bc": bc}
 
 
@@ -274,6 +276,8 @@ ROWS = [  # (result, run, what)
     ("insertion_act_fast_240_chunk", "insertion_act_fast_240", "ACT, fast recipe at 240x320, open-loop chunks"),
     ("insertion_act_fast_96_ensemble", "insertion_act_fast_96", "ACT, fast recipe at 96x128, temporal ensembling"),
     ("insertion_act_fast_96_chunk", "insertion_act_fast_96", "ACT, fast recipe at 96x128, open-loop chunks"),
+    ("insertion_act_fast_72_ensemble", "insertion_act_fast_72", "ACT, fast recipe at 72x96, temporal ensembling"),
+    ("insertion_act_fast_72_chunk", "insertion_act_fast_72", "ACT, fast recipe at 72x96, open-loop chunks"),
     ("insertion_act_aug_ensemble", "insertion_act_aug", "ACT + random shift 8, GroupNorm, temporal ensembling"),
     *((f"{prefix}{run}_ensemble", f"{prefix}{run}", what) for prefix in ("", "insertion_") for run, what in (
         ("gated", "ACT + one human-gated DAgger round"),
