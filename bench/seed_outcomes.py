@@ -106,7 +106,8 @@ def main() -> None:
     for (i, a), (j, b) in itertools.combinations(enumerate(wins), 2):
         print(f"  r{i} {len(a)}, r{j} {len(b)}: both {len(a & b)} ({len(a) * len(b) / len(seeds):.1f})")
     never = np.array([all(rewards[s] == 0 for _, rewards, _ in reports) for s in seeds])
-    print(f"\nreward 0 in every report: {int(never.sum())} seed(s) ({', '.join(str(s) for s in np.array(seeds)[never])})")
+    listed = ", ".join(str(s) for s in np.array(seeds)[never])
+    print(f"\nreward 0 in every report: {int(never.sum())} seed(s) ({listed})")
     for name in names:
         rest = nearest[name][~never]
         there = f"{nearest[name][never].mean():.1f}" if never.any() else "-"
