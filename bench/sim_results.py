@@ -23,6 +23,7 @@ Experiments (--only takes these names):
   insertion_fast_96  the same at 96x128 (a 3x4 grid)
   insertion_fast_72  the same at 72x96 (a 3x3 grid)
   insertion_fast_72_all  the same on all 50 demos (none held out for validation)
+  insertion_100  the 72x96 recipe on 100 demos (twice --demos; open loop only)
   insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
               comes with a validation loss that stops falling: a generalization gap)
   round       one human-gated DAgger round: the scripted gate's takeovers on seeds 2000.. become corrections,
@@ -56,7 +57,8 @@ from recording.dataset import INDEX, Dataset  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
 
 EXPERIMENTS = ("base", "convnet", "fast", "insertion", "insertion_fast", "insertion_fast_240", "insertion_fast_96",
-               "insertion_fast_72", "insertion_fast_72_all", "insertion_aug", "round",
+               "insertion_fast_72", "insertion_fast_72_all", "insertion_100", "insertion_aug",
+               "round",
                "insertion_round", "chunks", "bc")
 
 
@@ -199,10 +201,19 @@ def insertion_fast(s: Settings) -> None:
 def insertion_fast_at(size: str, height: int, *, all_demos: bool = False):
     """The fast recipe on insertion at another training image size (run insertion_act_fast_HEIGHT); `all_demos`:
     trained on all 50, none held out for validation (run insertion_act_fast_HEIGHT_all)."""
-    if all_demos:
-        return lambda s: recipe(s, "insertion", f"insertion_act_fast_{height}_all", s.fast_steps, *FAST,
-                                "--image-size", size, "--val-fraction", "0")
-    return lambda s: recipe(s, "insertion", f"insertion_act_fast_{height}", s.fast_steps, *FAST, "--image-size", size)
+    run = f"insertion_act_fast_{height}{'_all' if all_demos else ''}"
+    no_validation = ("--val-fraction", "0") if all_demos else ()
+    return lambda s: recipe(s, "insertion", run, s.fast_steps, *FAST, "--image-size", size, *no_validation)
+
+
+def insertion_100_demos(s: Settings) -> None:
+    """The 72x96 recipe on twice the demos (seeds 0-99): whether more starts carry the reach (beyond the 50 demos
+    the results are meant for)."""
+    record_demos(s, "insertion", "insertion", s.demos)
+    copy_dataset(s, "insertion", "insertion_100")
+    record_demos(s, "insertion_100", "insertion", 2 * s.demos)
+    train(s, "insertion_act_fast_72_100", "insertion_100", s.fast_steps, *FAST, "--image-size", "72x96")
+    evaluate(s, "insertion_act_fast_72_100_chunk", "insertion_act_fast_72_100", "--mode", "chunk")
 
 
 def insertion_aug(s: Settings) -> None:
@@ -261,7 +272,7 @@ BASE = {"transfer_cube": base, "insertion": insertion}  # what trains and evalua
 RUN = {"base": base, "convnet": convnet, "fast": fast, "insertion": insertion, "insertion_fast": insertion_fast,
        "insertion_fast_240": insertion_fast_at("240x320", 240),
        "insertion_fast_96": insertion_fast_at("96x128", 96), "insertion_fast_72": insertion_fast_at("72x96", 72),
-       "insertion_fast_72_all": insertion_fast_at("72x96", 72, all_demos=True),
+       "insertion_fast_72_all": insertion_fast_at("72x96", 72, all_demos=True), "insertion_100": insertion_100_demos,
        "insertion_aug": insertion_aug, "round": dagger_round,
        "insertion_round": lambda s: dagger_round(s, "insertion"), "chunks": chunks, "bc": bc}
 
@@ -285,6 +296,8 @@ ROWS = [  # (result, run, what)
     ("insertion_act_fast_72_ensemble", "insertion_act_fast_72", "ACT, fast recipe at 72x96, temporal ensembling"),
     ("insertion_act_fast_72_chunk", "insertion_act_fast_72", "ACT, fast recipe at 72x96, open-loop chunks"),
     ("insertion_act_fast_72_all_chunk", "insertion_act_fast_72_all", "ACT, fast recipe at 72x96 on all 50 demos, "
+     "open-loop chunks"),
+    ("insertion_act_fast_72_100_chunk", "insertion_act_fast_72_100", "ACT, fast recipe at 72x96 on 100 demos, "
      "open-loop chunks"),
     ("insertion_act_aug_ensemble", "insertion_act_aug", "ACT + random shift 8, GroupNorm, temporal ensembling"),
     *((f"{prefix}{run}_ensemble", f"{prefix}{run}", what) for prefix in ("", "insertion_") for run, what in (
