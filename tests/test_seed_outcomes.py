@@ -32,7 +32,7 @@ def test_names_the_seeds_no_report_gets_past_zero_and_measures_from_the_demo_sta
     assert "reward 0 in every report: 1 seed(s) (7)" in out.stdout
 
 
-def test_refuses_reports_of_other_seeds_or_tasks(tmp_path: Path) -> None:
+def test_refuses_reports_of_other_seeds_and_files_that_are_not_reports(tmp_path: Path) -> None:
     a = report(tmp_path / "a.json", {1: 4, 2: 0})
     b = report(tmp_path / "b.json", {1: 4, 3: 0})
     out = run(a, b)
