@@ -16,6 +16,8 @@ import logging
 import math
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -219,9 +221,26 @@ def raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def redeliver_swallowed_interrupt(unraisable: sys.UnraisableHookArgs) -> None:
+    """An interrupt that lands while Python runs a finalizer or a weakref callback is printed as "Exception
+    ignored" and lost, and the command would run on with the arms moving: send it again, as Ctrl-C, once this
+    hook has returned (raised inside the hook, it would be lost too). Other unraisable exceptions are printed
+    as Python prints them."""
+    if issubclass(unraisable.exc_type, KeyboardInterrupt):
+        threading.Thread(target=_interrupt_main_thread, name="redeliver-interrupt", daemon=True).start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _interrupt_main_thread() -> None:
+    time.sleep(0.01)  # the hook returns meanwhile
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
 def setup_process(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, raise_interrupt)
+    sys.unraisablehook = redeliver_swallowed_interrupt
 
 
 def run_command(prog: str, body: Callable[[], int], *, interrupted: str = "interrupted; arms released") -> int:

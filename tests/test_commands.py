@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -176,6 +177,31 @@ def test_record_interrupted_keeps_finished_episodes(tmp_path):
     assert "tandem-record: interrupted" in err
     kept = Dataset.open(data).episodes()
     assert kept and all(e.length == 20 for e in kept)  # finished episodes only, each whole
+
+
+SWALLOWED = """
+import signal, sys, time
+from robot.commands import run_command, setup_process
+
+class InterruptedWhileCollected:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)  # the KeyboardInterrupt is raised inside a finalizer: Python ignores it
+
+def body():
+    InterruptedWhileCollected()
+    for _ in range(200):  # 20 s of work that the interrupt must stop
+        time.sleep(0.1)
+    return 0
+
+setup_process()
+sys.exit(run_command("demo", body))
+"""
+
+
+def test_an_interrupt_inside_a_finalizer_still_stops_the_command():
+    result = subprocess.run([sys.executable, "-c", SWALLOWED], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == "demo: interrupted; arms released\n"  # no "Exception ignored" traceback either
 
 
 def test_replay_interrupted(sim_dataset, tmp_path):
