@@ -1,6 +1,7 @@
 """LeRobot's ACT beside tandem's: trained on the same demonstrations, evaluated by the same tandem-eval (--rig sim).
 
     python3 bench/lerobot_act.py --work runs/lerobot_act                     # 50 demos, 20000 steps, 50 rollouts
+    python3 bench/lerobot_act.py --work runs/la --steps 7500 --mode chunk    # the 20-minute recipe's length, open loop
     python3 bench/lerobot_act.py --work /tmp/la --demos 3 --image-size 96x128 --steps 20 --episodes 2   # a check
     python3 bench/lerobot_act.py --work runs/lerobot_act --dataset runs/results/data/transfer_cube  # demos recorded
     python3 bench/lerobot_act.py --work runs/lerobot_act --table              # the table of what is done so far
@@ -13,16 +14,20 @@ script again continues where it stopped.
            rig file without its other cameras, WORK/sim_<camera>.yaml) at --image-size: WORK/data/demos
   export   tandem-export --kinds demo: WORK/data/lerobot (LeRobot v3.0, AV1)
   lerobot  lerobot-train --policy.type=act in LeRobot's environment (--venv): WORK/runs/lerobot_act
-  tandem   tandem-train --preset cpu: WORK/runs/tandem_act
-  eval     tandem-eval --rig sim of each on the same seeds (1000..), temporal ensembling; the LeRobot checkpoint from
-           LeRobot's environment, where tandem is installed beside it (bench/interop.py's ensure_venv(with_tandem=True))
+  tandem   tandem-train --preset cpu, with the 20-minute recipe's flags unless --tandem-recipe cpu:
+           WORK/runs/tandem_act
+  eval     tandem-eval --rig sim of each on the same seeds (1000..) in --mode (ensemble: temporal ensembling, a query
+           every step; chunk: open-loop chunks); the LeRobot checkpoint from LeRobot's environment, where tandem is
+           installed beside it (bench/interop.py's ensure_venv(with_tandem=True))
 
 The same on both sides: the demonstrations (all of them: tandem-train --val-fraction 0), the camera (--camera, the
 top one by default) at its recorded size, chunk 50, batch 8, --steps, no ImageNet weights (LeRobot's default
 downloads them; tandem's cpu preset has none), and the evaluation's seeds, image size and render style. The rest is
-each one's own recipe, shown in the table: LeRobot's ACT defaults (dim 512, ffn 3200, 4+1 layers, lr 1e-5, frames
-decoded from AV1 for every sample) and tandem's cpu preset (hidden 256, ffn 1024, 2+2 layers, lr 1e-4, frames
-decoded once and cached). --lerobot-arg passes more options to lerobot-train (e.g. --lerobot-arg=--num_workers=0).
+each one's own recipe, shown in the table: LeRobot's ACT defaults (dim 512, ffn 3200, 4+1 layers, ResNet-18, lr
+1e-5, frames decoded from AV1 for every sample) and tandem's cpu preset (hidden 256, ffn 1024, 2+2 layers, lr 1e-4,
+frames decoded once and cached), by default as the README's 20-minute recipe runs it (--tandem-recipe fast: the
+convnet backbone, bf16 autocast, still frames sampled at 0.2; sim_results.py's FAST), or with its ResNet-18 in fp32
+(--tandem-recipe cpu). --lerobot-arg passes more options to lerobot-train (e.g. --lerobot-arg=--num_workers=0).
 
 Image size: LeRobot 0.4.4's ACT neither resizes nor crops. Its config takes the dataset's image shape, and the only
 way to resize is a torchvision Resize in --dataset.image_transforms, which runs in training only while the saved
@@ -65,6 +70,7 @@ def bench_module(name: str) -> ModuleType:
 
 
 interop, sim_results = bench_module("interop"), bench_module("sim_results")
+TANDEM_RECIPES = {"fast": sim_results.FAST, "cpu": ()}  # tandem-train flags beyond the cpu preset's
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,8 @@ class Settings:
     venv: Path
     save_every: int
     lerobot_args: tuple[str, ...]
+    tandem_recipe: str  # a key of TANDEM_RECIPES
+    mode: str  # tandem-eval --mode
     dry_run: bool  # read by sim_results.command
 
     @property
@@ -178,16 +186,16 @@ def train_tandem(s: Settings) -> None:
         "--image-size", f"{h}x{w}", "--chunk-size", str(CHUNK), "--batch-size", str(BATCH), "--steps", str(s.steps),
         "--kinds", "demo", "--val-fraction", "0", "--cache-images", "--workers", "0",
         "--save-every", str(min(500, s.save_every)), "--log-every", str(max(1, min(100, s.steps // 10))),
-        "--no-progress", "--device", "cpu", *resume])
+        "--no-progress", "--device", "cpu", *TANDEM_RECIPES[s.tandem_recipe], *resume])
 
 
-def evaluated(side: str, steps: int) -> str:
-    """The name of a side's evaluation (its result and log) after `steps` training steps."""
-    return f"eval_{side}_{steps}steps"
+def evaluated(side: str, steps: int, mode: str) -> str:
+    """The name of a side's evaluation (its result and log) after `steps` training steps, in tandem-eval's `mode`."""
+    return f"eval_{side}_{steps}steps" + ("" if mode == "ensemble" else f"_{mode}")
 
 
 def evaluate(s: Settings, side: str, eval_command: str, checkpoint: Path, steps: int) -> None:
-    name = evaluated(side, steps if not s.dry_run else s.steps)
+    name = evaluated(side, steps if not s.dry_run else s.steps, s.mode)
     if s.result(name).exists():
         return
     h, w = size(s)
@@ -195,7 +203,8 @@ def evaluate(s: Settings, side: str, eval_command: str, checkpoint: Path, steps:
         ["--render", Dataset.open(s.demos_dir).info.render]
     sim_results.command(s, name, [
         eval_command, "--rig", "sim", "--checkpoint", str(checkpoint), "--task", task(s), "--episodes",
-        str(s.episodes), "--seed", str(FIRST_SEED), "--image-size", f"{h}x{w}", *render, "--json", str(s.result(name))])
+        str(s.episodes), "--seed", str(FIRST_SEED), "--image-size", f"{h}x{w}", *render, "--mode", s.mode,
+        "--json", str(s.result(name))])
 
 
 # -- the dataset's facts ------------------------------------------------------------------------------------------
@@ -222,12 +231,17 @@ def _export_state_dim(s: Settings) -> int:
 
 
 # -- the table ----------------------------------------------------------------------------------------------------
-def recipe(config: dict) -> str:
+def recipe(folder: Path) -> str:
+    """A checkpoint's recipe in a few words, from what it saved."""
+    config = json.loads((folder / "config.json").read_text())
     if "dim_model" in config:  # LeRobot's ACTConfig
         return (f"LeRobot ACT: dim {config['dim_model']}, ffn {config['dim_feedforward']}, "
-                f"{config['n_encoder_layers']}+{config['n_decoder_layers']} layers, lr {config['optimizer_lr']:.0e}")
+                f"{config['n_encoder_layers']}+{config['n_decoder_layers']} layers, {config['vision_backbone']}, "
+                f"lr {config['optimizer_lr']:.0e}")
+    extra = json.loads((folder / "meta.json").read_text()).get("extra", {})
     return (f"tandem ACT (cpu preset): hidden {config['hidden_dim']}, ffn {config['dim_feedforward']}, "
-            f"{config['enc_layers']}+{config['dec_layers']} layers, lr {config['lr']:.0e}")
+            f"{config['enc_layers']}+{config['dec_layers']} layers, {config['backbone']}, lr {config['lr']:.0e}, "
+            f"{extra.get('precision', 'fp32')}, still frames at {extra.get('still_weight', 1.0)}")
 
 
 def inference_p50(log: Path) -> str:
@@ -240,7 +254,7 @@ def table(s: Settings) -> str:
     n_demos = len(sim_results.episodes_of(s.demos_dir, "demo"))
     h, w = size(s)
     lines = [f"{n_demos} {task(s)} demos, camera {s.camera} at {h}x{w}, chunk {CHUNK}, batch {BATCH}; "
-             f"tandem-eval --rig sim, seeds {FIRST_SEED}.., temporal ensembling",
+             f"tandem-eval --rig sim, seeds {FIRST_SEED}.., --mode {s.mode}",
              "| policy | steps | training | s/step | inference p50 | success (95% CI) | episodes reaching each stage |",
              "|---|---|---|---|---|---|---|"]
     sides = {"lerobot": (s.run("lerobot") / "checkpoints" / "last" / "pretrained_model", lerobot_step),
@@ -252,14 +266,15 @@ def table(s: Settings) -> str:
         seconds = json.loads(s.result(f"train_{side}").read_text())["seconds"] \
             if s.result(f"train_{side}").exists() else float("nan")
         success, stages, latency = "not evaluated yet", "", ""
-        if s.result(evaluated(side, steps)).exists():
-            r = json.loads(s.result(evaluated(side, steps)).read_text())
+        result = s.result(evaluated(side, steps, s.mode))
+        if result.exists():
+            r = json.loads(result.read_text())
             lo, hi = wilson(r["successes"], r["episodes"])
             success = (f"{r['successes']}/{r['episodes']} = {100 * r['success_rate']:.0f}% "
                        f"({100 * lo:.0f}-{100 * hi:.0f}%)")
             stages = ", ".join(f"{k} {v}" for k, v in r["stages"].items())
-            latency = inference_p50(s.work / "logs" / f"{evaluated(side, steps)}.log")
-        lines.append(f"| {recipe(json.loads((folder / 'config.json').read_text()))} | {steps} | "
+            latency = inference_p50(s.work / "logs" / f"{evaluated(side, steps, s.mode)}.log")
+        lines.append(f"| {recipe(folder)} | {steps} | "
                      f"{seconds / 60:.1f} min | {seconds / max(steps, 1):.2f} | {latency} | {success} | {stages} |")
     return "\n".join(lines)
 
@@ -279,13 +294,20 @@ def main() -> None:
                         "is kept: ~0.6 GB at LeRobot's default size); tandem saves every min(500, this)")
     parser.add_argument("--lerobot-arg", action="append", default=[], metavar="--NAME=VALUE",
                         help="one more option for lerobot-train (repeatable)")
+    parser.add_argument("--tandem-recipe", choices=TANDEM_RECIPES, default="fast",
+                        help="tandem's side: fast, the README's 20-minute recipe (convnet, bf16, still frames at 0.2); "
+                        "cpu, the cpu preset as it is (ResNet-18, fp32)")
+    parser.add_argument("--mode", choices=("ensemble", "chunk"), default="ensemble",
+                        help="tandem-eval's mode for both sides: ensemble (temporal ensembling, a query every step) or "
+                        "chunk (open-loop chunks, one query per chunk: far fewer of LeRobot's slower queries)")
     parser.add_argument("--table", action="store_true", help="only print the table of what is done")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     args = parser.parse_args()
     if args.dataset is not None and not (args.dataset / INDEX).exists():
         parser.error(f"--dataset {args.dataset}: no tandem dataset there (no {INDEX})")
     s = Settings(args.work, args.dataset, args.demos, args.steps, args.episodes, args.image_size, args.camera,
-                 args.task, args.venv, args.save_every, tuple(args.lerobot_arg), args.dry_run)
+                 args.task, args.venv, args.save_every, tuple(args.lerobot_arg), args.tandem_recipe, args.mode,
+                 args.dry_run)
     if not args.table:
         python = args.venv / "bin" / "python" if args.dry_run else interop.ensure_venv(args.venv, with_tandem=True)
         record_demos(s)
