@@ -1,7 +1,9 @@
 """LeRobot's ACT beside tandem's: trained on the same demonstrations, evaluated by the same tandem-eval (--rig sim).
 
     python3 bench/lerobot_act.py --work runs/lerobot_act                     # 50 demos, 20000 steps, 50 rollouts
-    python3 bench/lerobot_act.py --work runs/la --steps 7500 --mode chunk    # the 20-minute recipe's length, open loop
+    python3 bench/lerobot_act.py --work runs/la --steps 3000 --mode chunk    # both sides 3000 steps, open loop
+    python3 bench/lerobot_act.py --work runs/la --steps 1000 --mode chunk --side lerobot   # its 1000-step checkpoint
+    python3 bench/lerobot_act.py --work runs/la7500 --dataset runs/la/data/demos --steps 7500 --mode chunk --side tandem
     python3 bench/lerobot_act.py --work /tmp/la --demos 3 --image-size 96x128 --steps 20 --episodes 2   # a check
     python3 bench/lerobot_act.py --work runs/lerobot_act --dataset runs/results/data/transfer_cube  # demos recorded
     python3 bench/lerobot_act.py --work runs/lerobot_act --table              # the table of what is done so far
@@ -151,6 +153,20 @@ def lerobot_step(run: Path) -> int:
     return int(json.loads(path.read_text())["step"]) if path.exists() else 0
 
 
+def lerobot_checkpoint(s: Settings) -> tuple[Path, int]:
+    """LeRobot's model to evaluate and its step: the checkpoint of --steps where lerobot-train kept one (it keeps
+    every --save-every, and ACT's learning rate is constant, so a shorter run would end the same), else the newest."""
+    run = s.run("lerobot")
+    at = run / "checkpoints" / f"{s.steps:06d}" / "pretrained_model"
+    if at.exists():
+        return at, s.steps
+    return run / "checkpoints" / "last" / "pretrained_model", lerobot_step(run)
+
+
+def tandem_checkpoint(s: Settings) -> tuple[Path, int]:
+    return s.run("tandem") / "last", sim_results.trained_step(s.run("tandem"))
+
+
 def train_lerobot(s: Settings, python: Path) -> None:
     run, done = s.run("lerobot"), lerobot_step(s.run("lerobot"))
     if done >= s.steps:
@@ -257,12 +273,9 @@ def table(s: Settings) -> str:
              f"tandem-eval --rig sim, seeds {FIRST_SEED}.., --mode {s.mode}",
              "| policy | steps | training | s/step | inference p50 | success (95% CI) | episodes reaching each stage |",
              "|---|---|---|---|---|---|---|"]
-    sides = {"lerobot": (s.run("lerobot") / "checkpoints" / "last" / "pretrained_model", lerobot_step),
-             "tandem": (s.run("tandem") / "last", sim_results.trained_step)}
-    for side, (folder, trained) in sides.items():
+    for side, (folder, steps) in {"lerobot": lerobot_checkpoint(s), "tandem": tandem_checkpoint(s)}.items():
         if not (folder / "config.json").exists():
             continue
-        steps = trained(s.run(side))
         seconds = json.loads(s.result(f"train_{side}").read_text())["seconds"] \
             if s.result(f"train_{side}").exists() else float("nan")
         success, stages, latency = "not evaluated yet", "", ""
@@ -300,9 +313,13 @@ def main() -> None:
     parser.add_argument("--mode", choices=("ensemble", "chunk"), default="ensemble",
                         help="tandem-eval's mode for both sides: ensemble (temporal ensembling, a query every step) or "
                         "chunk (open-loop chunks, one query per chunk: far fewer of LeRobot's slower queries)")
+    parser.add_argument("--side", choices=("lerobot", "tandem"), action="append",
+                        help="train and evaluate only this side (repeatable; default both), e.g. --side tandem "
+                        "--steps 7500 in a work folder of its own for tandem's 20-minute run on the same --dataset")
     parser.add_argument("--table", action="store_true", help="only print the table of what is done")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     args = parser.parse_args()
+    args.side = args.side or ["lerobot", "tandem"]
     if args.dataset is not None and not (args.dataset / INDEX).exists():
         parser.error(f"--dataset {args.dataset}: no tandem dataset there (no {INDEX})")
     s = Settings(args.work, args.dataset, args.demos, args.steps, args.episodes, args.image_size, args.camera,
@@ -311,11 +328,15 @@ def main() -> None:
     if not args.table:
         python = args.venv / "bin" / "python" if args.dry_run else interop.ensure_venv(args.venv, with_tandem=True)
         record_demos(s)
-        export(s)
-        train_lerobot(s, python)
-        train_tandem(s)
-        evaluate(s, "lerobot", str(python.with_name("tandem-eval")), s.run("lerobot"), lerobot_step(s.run("lerobot")))
-        evaluate(s, "tandem", "tandem-eval", s.run("tandem") / "last", sim_results.trained_step(s.run("tandem")))
+        if "lerobot" in args.side:
+            export(s)
+            train_lerobot(s, python)
+        if "tandem" in args.side:
+            train_tandem(s)
+        if "lerobot" in args.side:
+            evaluate(s, "lerobot", str(python.with_name("tandem-eval")), *lerobot_checkpoint(s))
+        if "tandem" in args.side:
+            evaluate(s, "tandem", "tandem-eval", *tandem_checkpoint(s))
     print(table(s) if (s.demos_dir / INDEX).exists() else "no demos yet")
 
 
