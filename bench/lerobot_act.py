@@ -326,9 +326,9 @@ def main() -> None:
                  args.task, args.venv, args.save_every, tuple(args.lerobot_arg), args.tandem_recipe, args.mode,
                  args.dry_run)
     if not args.table:
-        python = args.venv / "bin" / "python" if args.dry_run else interop.ensure_venv(args.venv, with_tandem=True)
         record_demos(s)
         if "lerobot" in args.side:
+            python = args.venv / "bin" / "python" if args.dry_run else interop.ensure_venv(args.venv, with_tandem=True)
             export(s)
             train_lerobot(s, python)
         if "tandem" in args.side:
