@@ -254,10 +254,10 @@ def recipe(folder: Path) -> str:
         return (f"LeRobot ACT: dim {config['dim_model']}, ffn {config['dim_feedforward']}, "
                 f"{config['n_encoder_layers']}+{config['n_decoder_layers']} layers, {config['vision_backbone']}, "
                 f"lr {config['optimizer_lr']:.0e}")
-    extra = json.loads((folder / "meta.json").read_text()).get("extra", {})
+    runs = json.loads((folder / "meta.json").read_text())["extra"].get("training") or [{}]  # one per (resumed) run
     return (f"tandem ACT (cpu preset): hidden {config['hidden_dim']}, ffn {config['dim_feedforward']}, "
             f"{config['enc_layers']}+{config['dec_layers']} layers, {config['backbone']}, lr {config['lr']:.0e}, "
-            f"{extra.get('precision', 'fp32')}, still frames at {extra.get('still_weight', 1.0)}")
+            f"{runs[-1].get('precision', 'fp32')}, still frames at {runs[-1].get('still_weight', 1.0)}")
 
 
 def inference_p50(log: Path) -> str:
