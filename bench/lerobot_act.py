@@ -278,6 +278,10 @@ def table(s: Settings) -> str:
             continue
         seconds = json.loads(s.result(f"train_{side}").read_text())["seconds"] \
             if s.result(f"train_{side}").exists() else float("nan")
+        run_steps = lerobot_step(s.run(side)) if side == "lerobot" else steps  # an earlier checkpoint: its share
+        per_step = seconds / max(run_steps, 1)
+        training = f"{per_step * steps / 60:.1f} min" + ("" if steps == run_steps else
+                                                         f" (its share of a {run_steps}-step run)")
         success, stages, latency = "not evaluated yet", "", ""
         result = s.result(evaluated(side, steps, s.mode))
         if result.exists():
@@ -288,7 +292,7 @@ def table(s: Settings) -> str:
             stages = ", ".join(f"{k} {v}" for k, v in r["stages"].items())
             latency = inference_p50(s.work / "logs" / f"{evaluated(side, steps, s.mode)}.log")
         lines.append(f"| {recipe(folder)} | {steps} | "
-                     f"{seconds / 60:.1f} min | {seconds / max(steps, 1):.2f} | {latency} | {success} | {stages} |")
+                     f"{training} | {per_step:.2f} | {latency} | {success} | {stages} |")
     return "\n".join(lines)
 
 
