@@ -335,11 +335,9 @@ def main() -> None:
             python = args.venv / "bin" / "python" if args.dry_run else interop.ensure_venv(args.venv, with_tandem=True)
             export(s)
             train_lerobot(s, python)
-        if "tandem" in args.side:
-            train_tandem(s)
-        if "lerobot" in args.side:
             evaluate(s, "lerobot", str(python.with_name("tandem-eval")), *lerobot_checkpoint(s))
         if "tandem" in args.side:
+            train_tandem(s)
             evaluate(s, "tandem", "tandem-eval", *tandem_checkpoint(s))
     print(table(s) if (s.demos_dir / INDEX).exists() else "no demos yet")
 

@@ -294,6 +294,8 @@ ROWS = [  # (result, run, what)
     ("insertion_act_fast_96_chunk", "insertion_act_fast_96", "ACT, fast recipe at 96x128, open-loop chunks"),
     ("insertion_act_fast_72_ensemble", "insertion_act_fast_72", "ACT, fast recipe at 72x96, temporal ensembling"),
     ("insertion_act_fast_72_chunk", "insertion_act_fast_72", "ACT, fast recipe at 72x96, open-loop chunks"),
+    ("insertion_act_fast_72_all_ensemble", "insertion_act_fast_72_all", "ACT, fast recipe at 72x96 on all 50 demos, "
+     "temporal ensembling"),
     ("insertion_act_fast_72_all_chunk", "insertion_act_fast_72_all", "ACT, fast recipe at 72x96 on all 50 demos, "
      "open-loop chunks"),
     ("insertion_act_fast_72_100_chunk", "insertion_act_fast_72_100", "ACT, fast recipe at 72x96 on 100 demos, "
