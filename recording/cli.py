@@ -36,6 +36,7 @@ from robot.commands import (
     is_sim_world,
     jpeg_quality,
     keys_line,
+    non_negative_float,
     open_rig_arms,
     positive_float,
     positive_int,
@@ -91,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rendered camera size; unset: the rig file's, 480x640")
     add_render_argument(sim, default=DEFAULT_RENDER)
     sim.add_argument("--realtime", action="store_true", help="pace the simulation at wall-clock speed")
+    sim.add_argument("--perturb", type=non_negative_float, default=0.0, metavar="RAD",
+                     help="push the followers off the scripted operator's path by a smooth random joint offset of "
+                          "this spread (rad; ~0.02 moves a gripper about a centimetre) while its corrections are "
+                          "recorded as the actions: demos of recovering from a drift, as a policy needs (DART); "
+                          "each episode's offsets follow from its seed; default 0: none")
     add_verbose_argument(parser)
     return parser
 
@@ -102,7 +108,9 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
     steps = round(args.seconds * rig.control_hz) if args.seconds else EPISODE_STEPS[args.task]
     world = SimWorldProcess(rig, args.task, image_size=args.image_size, render=args.render)
     saved = 0
+    pushed = {"perturb_rad": args.perturb} if args.perturb else {}  # kept with each episode it shaped
     with world as live, connect(live, **world.bus_options) as connected, ExitStack() as stack:
+        world.set_perturbation(args.perturb)
         sizes = {name: world.image_size for name in world.cameras}
         dataset = open_dataset(args.dataset, dataset_info(rig, connected, sizes, options.compress, args.task,
                                                           args.render))
@@ -112,13 +120,13 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
         layout = StateLayout.from_connected(connected)
         print(f"recording {args.episodes} episode(s) of {args.task} ({steps} steps each) into {dataset.root}; "
               f"cameras {', '.join(sizes) or 'none'} at {world.image_size[0]}x{world.image_size[1]}, render "
-              f"{args.render}")
+              f"{args.render}{f'; followers pushed by {args.perturb} rad' if args.perturb else ''}")
         for i in range(args.episodes):
             seed = args.seed + i
             slot = progress = None
             try:
                 with interrupts_deferred():  # an interrupt inside the constructor would leave its writer running
-                    slot = EpisodeSlot(dataset, layout, world.cameras, options, attrs={"seed": seed},
+                    slot = EpisodeSlot(dataset, layout, world.cameras, options, attrs={"seed": seed, **pushed},
                                        task_description=task_description(args.task, args.task_description))
                     progress = ProgressLine(slot, steps)
                 result = run_episode(world, connected, seed, steps, max_step_rad=args.max_step,

@@ -92,6 +92,7 @@ class Expert:
         self.touched_at: dict[tuple[str, tuple[str, ...]], int] = {}  # (arm, part's geoms) -> last step touched
         self.rotation = {side: self.ik[side].pose(qpos)[1] for side in SIDES}  # last commanded gripper rotation
         self.hold: dict[str, Goal] | None = None  # the task is done: these goals until reset
+        self.free = {side: False for side in SIDES}  # per arm: moving freely now, where millimetres do not matter
 
     def gripper_opening(self, side: str) -> float:
         return gripper_normalized_from_angle(self.world.read_arm(side).position[6])
@@ -102,6 +103,7 @@ class Expert:
     def act(self) -> dict[str, tuple[np.ndarray, float]]:
         """Per arm: 6 joint targets (rad) and the gripper target (0 closed .. 1 open)."""
         self.steps += 1
+        self.free = {side: False for side in SIDES}  # the plan says which arms move freely this step
         goals = self.plan(Contacts(self.world))
         out = {}
         qpos = self.world.data.qpos.copy()
@@ -125,6 +127,7 @@ class Expert:
         hand = self.grasp_point(side)
         at = np.array([at[0], at[1], height])
         over = np.linalg.norm((hand - at)[:2]) < 0.012
+        self.free[side] = not over  # on its way above the part; from there down, millimetres count
         if (over and abs(hand[2] - at[2]) < 0.012) or (touching and self.gripper_opening(side) < 0.9):
             return Goal(at, rotation, CLOSED)
         return Goal(at if over else at + np.array([0, 0, 0.08]), rotation, OPEN)
@@ -153,13 +156,16 @@ class Expert:
                      pick_rotation(self.base["right"], cube, yaw=quat_yaw(box[3:])))
         left_rot = frame(np.array([1.0, 0, 0]), UP)
         left_wait = Goal(self.MEET + np.array([-0.15, 0, 0]), left_rot, OPEN)
+        self.free["left"] = True  # waiting out of the way, until the hand over sets it otherwise
 
         if left_holds and not on_table:
             self.phase = "release"
+            self.free["left"] = False
             back = np.array([0.25, 0.5, 0.3])  # out of the way, above the table
             return {"right": Goal(back, right_rot, OPEN), "left": Goal(self.point["left"], left_rot, CLOSED)}
         if right_holds and not on_table:
             self.phase = "hand over"
+            self.free["left"] = False
             right_goal = Goal(right + (self.MEET - cube), right_rot, CLOSED)
             if np.linalg.norm(cube - self.MEET) > 0.03:
                 return {"right": right_goal, "left": left_wait}
@@ -171,6 +177,7 @@ class Expert:
             return {"right": right_goal, "left": left_goal}
         if right_holds:
             self.phase = "lift"
+            self.free["right"] = True
             return {"right": Goal(cube + np.array([0, 0, 0.12]), right_rot, CLOSED), "left": left_wait}
         right_goal = self._pick("right", cube, contacts.fingers_touch("right", "red_box"), right_rot)
         self.phase = "grasp" if right_goal.gripper == CLOSED else "reach"
@@ -220,11 +227,13 @@ class Expert:
         goals = {}
         if left_holds:
             goals["left"] = Goal(left + (self.SOCKET_AT - socket), left_rot, CLOSED)
+            self.free["left"] = True  # carrying the socket to where the peg meets it (not once the peg lines up)
         else:
             touching = any(contacts.fingers_touch("left", w) for w in self.SOCKET_WALLS)
             goals["left"] = self._pick("left", socket - 0.03 * socket_axis, touching, left_rot)
             if self._holds(contacts, "left", self.SOCKET_WALLS):  # held, still on the table: lift
                 goals["left"] = Goal(left + np.array([0, 0, 0.1]), left_rot, CLOSED)
+                self.free["left"] = True
         if right_holds:
             socket_ready = left_holds and np.linalg.norm(socket - self.SOCKET_AT) < 0.02
             line_up = mouth + 0.03 * socket_axis
@@ -235,6 +244,8 @@ class Expert:
             else:
                 tip_goal, self.phase = line_up, "line up"
             careful = self.phase in ("line up", "insert")
+            self.free["right"] = not careful
+            self.free["left"] = self.free["left"] and not careful
             goals["right"] = Goal(right + (tip_goal - tip), right_rot, CLOSED, 0.12 if careful else SPEED)
         else:
             self.phase = "pick"
@@ -242,6 +253,7 @@ class Expert:
                                         right_rot, height=0.031)
             if self._holds(contacts, "right", ("red_peg",)):
                 goals["right"] = Goal(right + np.array([0, 0, 0.1]), right_rot, CLOSED)
+                self.free["right"] = True
         return goals
 
 

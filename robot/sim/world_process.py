@@ -99,6 +99,10 @@ class SimWorldProcess:
         """The scripted operator's gate rule for operator mode "gated" (robot/sim/gate.py)."""
         self._child.request(("set_gate", spec))
 
+    def set_perturbation(self, std_rad: float, seconds: float = 0.3) -> None:
+        """Pushes on the followers from the next episode on (robot/sim/perturbation.py); std 0: none."""
+        self._child.request(("set_perturbation", std_rad, seconds))
+
     def call(self, arm: str, method: str, *args: Any) -> Any:
         """VirtualBus.<method>(*args) on one arm's bus, e.g. call("follower_left", "drop_next", 2)."""
         return self._child.request(("bus", arm, method, args))

@@ -23,6 +23,7 @@ from robot.rig import Rig
 from robot.sim.expert import Contacts, Expert
 from robot.sim.gate import Gate, GateInput, drift, parse_gate
 from robot.sim.hand import ideal_mounting, pose_arm
+from robot.sim.perturbation import Perturbation
 from robot.sim.render_style import DEFAULT_RENDER
 from robot.sim.shared_frames import SharedFrame
 from robot.sim.tasks import sim_task
@@ -90,6 +91,7 @@ class WorldRig:
         self._gate_spec = "never"
         self.gate: Gate = parse_gate(self._gate_spec)
         self.labels: dict[str, tuple[np.ndarray, float]] | None = None
+        self.perturbation: Perturbation | None = None
         self.steps = 0
         self.reset(0)
 
@@ -99,6 +101,8 @@ class WorldRig:
         self.world.reset(seed)
         self.expert.reset()
         self.gate = parse_gate(self._gate_spec)  # a fresh count of presses
+        if self.perturbation is not None:
+            self.perturbation.reset(seed)
         self.steps = 0
         self._show_followers()
         for arm in self.followers:
@@ -143,6 +147,12 @@ class WorldRig:
         """The rule for gated mode (see robot/sim/gate.py); starts afresh with each episode."""
         self.gate = parse_gate(spec)
         self._gate_spec = spec
+
+    def set_perturbation(self, std_rad: float, seconds: float = 0.3) -> None:
+        """Push the followers' joints off their goals by a smooth random offset from the next episode on
+        (robot/sim/perturbation.py); std 0: no pushes."""
+        perturbation = Perturbation(std_rad, seconds)  # checks the numbers, 0 included
+        self.perturbation = perturbation if std_rad > 0 else None
 
     def pedal(self) -> bool:
         """The scripted operator's pedal (gated mode): a cheap poll for every control step."""
@@ -197,6 +207,7 @@ class WorldRig:
 
     # -- followers <-> world -----------------------------------------------------------------------
     def _apply_follower_goals(self) -> None:
+        pushes = self.perturbation.step(self.expert.free) if self.perturbation is not None else None
         for arm in self.followers:
             goals = self.buses[arm.name].goal_shafts()
             reading = self.world.read_arm(arm.side)
@@ -205,6 +216,8 @@ class WorldRig:
                 shaft = goals[joint.motor_id]
                 if shaft is not None:
                     angles[i] = (shaft - CENTER_TICK) * RAD_PER_TICK
+                    if pushes is not None and i < len(pushes[arm.side]):
+                        angles[i] += pushes[arm.side][i]
             self.world.set_targets(arm.side, angles[:6], angles[6])
 
     def _show_followers(self) -> None:

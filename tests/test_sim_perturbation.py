@@ -1,0 +1,72 @@
+"""Pushes on the simulated followers (DART-style demos): the offsets themselves, and tandem-record --perturb."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from recording.cli import main as record_main
+from recording.dataset import Dataset
+from recording.reader import EpisodeReader
+from robot.sim.perturbation import Perturbation
+
+FREE, HELD = {"left": True, "right": True}, {"left": False, "right": False}
+
+
+def offsets(p: Perturbation, steps: list[dict[str, bool]]) -> np.ndarray:
+    return np.array([np.concatenate([o.copy() for o in p.step(free).values()]) for free in steps])
+
+
+def test_pushes_follow_from_the_seed_with_the_asked_spread():
+    p = Perturbation(0.03, seconds=0.1)
+    p.reset(7)
+    first = offsets(p, [FREE] * 3000)
+    p.reset(7)
+    assert np.array_equal(offsets(p, [FREE] * 3000), first)  # the same episode seed, the same pushes
+    p.reset(8)
+    assert not np.allclose(offsets(p, [FREE] * 10), first[:10])
+    assert first[500:].std() == pytest.approx(0.03, rel=0.15)  # stationary spread after the start
+    # smooth: one step keeps exp(-dt/seconds) of the offset, where independent draws would keep none
+    kept = np.corrcoef(first[500:-1].ravel(), first[501:].ravel())[0, 1]
+    assert kept == pytest.approx(math.exp(-0.02 / 0.1), abs=0.03)
+
+
+def test_a_push_fades_where_the_expert_needs_precision():
+    p = Perturbation(0.03, seconds=0.3)
+    p.reset(1)
+    pushed = offsets(p, [FREE] * 200)[-1]
+    left_held = offsets(p, [{"left": False, "right": True}] * 15)  # 0.3 s at 50 Hz: one time constant
+    assert np.allclose(left_held[-1, :6], pushed[:6] * math.exp(-1.0))  # the held arm's push fades
+    assert not np.allclose(left_held[-1, 6:], pushed[6:] * math.exp(-1.0))  # the free one is pushed on
+    assert np.abs(offsets(p, [HELD] * 100)[-1]).max() < 0.03 * math.exp(-100 * 0.02 / 0.3) * 5
+
+
+@pytest.mark.parametrize("std, seconds", [(-0.01, 0.3), (math.nan, 0.3), (0.02, 0.0), (0.02, math.inf)])
+def test_bad_numbers_are_refused(std, seconds):
+    with pytest.raises(ValueError, match="perturbation"):
+        Perturbation(std, seconds)
+
+
+def test_recorded_actions_are_the_operators_while_the_followers_are_pushed(tmp_path, capsys):
+    """Pushed, the followers go elsewhere while the recorded actions (the expert's targets on its way to the same
+    part, before it reacts to where the hand went) stay as they were; each episode says how hard it was pushed."""
+    runs = {}
+    for push in (0.0, 0.05):
+        data = tmp_path / f"push_{push}"
+        code = record_main(["--dataset", str(data), "--task", "insertion", "--episodes", "1", "--seconds", "0.4",
+                            "--image-size", "24x32", "--seed", "3", "--perturb", str(push)])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert ("followers pushed by 0.05 rad" in out) == (push > 0)
+        dataset = Dataset.open(data)
+        with EpisodeReader(dataset.path(0)) as episode:
+            assert episode.attrs.get("perturb_rad") == (push or None)
+            names = list(episode.attrs["state_names"])
+            qpos, action = episode.qpos, episode.action
+        arms = [i for i, name in enumerate(names) if not name.endswith("gripper")]
+        runs[push] = qpos[:, arms], action[:, arms]
+    (qpos, action), (pushed_qpos, pushed_action) = runs[0.0], runs[0.05]
+    assert np.abs(pushed_qpos - qpos).max() > 0.03  # rad
+    assert np.abs(pushed_action - action).max() < 1e-3
