@@ -2,10 +2,13 @@
 
     python3 bench/sim.py                       # 50 seeds per task (about 15 minutes on 2 cores)
     python3 bench/sim.py --episodes 10 --tasks transfer_cube
+    python3 bench/sim.py --tasks insertion --perturb 0.03   # also the expert with its followers pushed
 
 1. Expert success over seeded episodes, through the whole stack: the expert
    moves the virtual leaders, the real driver reads them over the virtual buses,
    the teleop loop writes the followers, the world steps in lockstep (SimClock).
+   With --perturb, the same again with the followers pushed off the expert's
+   path while it moves freely (tandem-record --perturb: robot/sim/perturbation.py).
 2. Takeover: an episode where something else drives the followers first (the
    arms are sent to random poses for 0.6 s at a random step, dropping whatever is
    held), then the expert takes over from that state. Run in-process on the
@@ -41,10 +44,15 @@ def rate_line(name: str, results: list[bool], extra: str = "") -> str:
     return f"{name:<34} {k:>3}/{n:<3} = {100 * k / n:5.1f}%  (95% CI {100 * lo:.0f}-{100 * hi:.0f}%){extra}"
 
 
-def expert_through_stack(task: str, episodes: int) -> tuple[list[bool], list[int], float]:
+def stage_counts(rewards: list[int]) -> str:
+    return "  [" + ", ".join(f"reward>={k}: {sum(r >= k for r in rewards)}" for k in (1, 2, 3, 4)) + "]"
+
+
+def expert_through_stack(task: str, episodes: int, perturb: float = 0.0) -> tuple[list[bool], list[int], float]:
     world = SimWorldProcess(load_rig("sim"), task, cameras=False)
     wins, rewards, wall = [], [], 0.0
     with world as live, connect(live, say=lambda s: None, **world.bus_options) as connected:
+        world.set_perturbation(perturb)
         for seed in range(episodes):
             r = run_episode(world, connected, seed, EPISODE_STEPS[task])
             wins.append(r.success)
@@ -109,6 +117,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=list(TASK_NAMES))
     parser.add_argument("--train-size", default="240x320", help="training image size HxW (default 240x320)")
+    parser.add_argument("--perturb", type=float, nargs="*", default=[], metavar="RAD",
+                        help="also run the expert with its followers pushed by these spreads (rad)")
     args = parser.parse_args()
     train = tuple(int(v) for v in args.train_size.split("x"))
 
@@ -117,11 +127,13 @@ def main() -> None:
         print(f"  {name:<32} {seconds * 1e3:7.2f} ms/step  ({1 / seconds:6.1f} steps/s)")
     for task in args.tasks:
         wins, rewards, per_step = expert_through_stack(task, args.episodes)
-        stages = ", ".join(f"reward>={k}: {sum(r >= k for r in rewards)}" for k in (1, 2, 3, 4))
-        print(rate_line(f"{task}: expert, full stack", wins, f"  [{stages}]"))
+        print(rate_line(f"{task}: expert, full stack", wins, stage_counts(rewards)))
         print(f"  full stack (4 virtual buses, real driver, teleop loop, no cameras): "
               f"{per_step * 1e3:.2f} ms per step wall")
         print(rate_line(f"{task}: takeover after perturbation", takeover(task, args.episodes)))
+        for push in args.perturb:
+            wins, rewards, _ = expert_through_stack(task, args.episodes, push)
+            print(rate_line(f"{task}: expert, pushed by {push} rad", wins, stage_counts(rewards)))
 
 
 if __name__ == "__main__":

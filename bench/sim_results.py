@@ -24,6 +24,8 @@ Experiments (--only takes these names):
   insertion_fast_72  the same at 72x96 (a 3x3 grid)
   insertion_fast_72_all  the same on all 50 demos (none held out for validation)
   insertion_100  the 72x96 recipe on 100 demos (twice --demos; open loop only)
+  insertion_perturb  the 72x96 recipe on 50 demos whose followers were pushed off the expert's path while it
+              moved freely (tandem-record --perturb 0.03), its corrections recorded as the actions (DART)
   insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
               comes with a validation loss that stops falling: a generalization gap)
   round       one human-gated DAgger round: the scripted gate's takeovers on seeds 2000.. become corrections,
@@ -57,7 +59,7 @@ from recording.dataset import INDEX, Dataset  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
 
 EXPERIMENTS = ("base", "convnet", "fast", "insertion", "insertion_fast", "insertion_fast_240", "insertion_fast_96",
-               "insertion_fast_72", "insertion_fast_72_all", "insertion_100", "insertion_aug", "round",
+               "insertion_fast_72", "insertion_fast_72_all", "insertion_100", "insertion_perturb", "insertion_aug", "round",
                "insertion_round", "chunks", "bc")
 
 
@@ -109,14 +111,15 @@ def episodes_of(path: Path, kind: str) -> list:
     return Dataset.open(path).episodes([kind]) if (path / INDEX).exists() else []
 
 
-def record_demos(s: Settings, name: str, task: str, count: int, first_seed: int = 0) -> None:
-    """`count` demos with seeds first_seed.. in data/NAME; an interrupted recording goes on from its last seed."""
+def record_demos(s: Settings, name: str, task: str, count: int, *extra: str, first_seed: int = 0) -> None:
+    """`count` demos with seeds first_seed.. in data/NAME (`extra`: more tandem-record arguments); an interrupted
+    recording goes on from its last seed."""
     have = len(episodes_of(s.data(name), "demo"))
     if have >= count:
         return
     command(s, f"record_{name}", ["tandem-record", "--rig", "sim", "--task", task, "--dataset", str(s.data(name)),
                                   "--episodes", str(count - have), "--seed", str(first_seed + have),
-                                  "--image-size", s.image_size])
+                                  "--image-size", s.image_size, *extra])
 
 
 def copy_dataset(s: Settings, source: str, name: str) -> None:
@@ -215,6 +218,14 @@ def insertion_100_demos(s: Settings) -> None:
     evaluate(s, "insertion_act_fast_72_100_chunk", "insertion_act_fast_72_100", "--mode", "chunk")
 
 
+def insertion_perturbed(s: Settings) -> None:
+    """The 72x96 recipe on demos recorded with pushes: states off the expert's path, labelled with its way back."""
+    record_demos(s, "insertion_perturb", "insertion", s.demos, "--perturb", "0.03")
+    train(s, "insertion_act_fast_72_perturb", "insertion_perturb", s.fast_steps, *FAST, "--image-size", "72x96")
+    evaluate(s, "insertion_act_fast_72_perturb_chunk", "insertion_act_fast_72_perturb", "--mode", "chunk")
+    evaluate(s, "insertion_act_fast_72_perturb_ensemble", "insertion_act_fast_72_perturb")
+
+
 def insertion_aug(s: Settings) -> None:
     record_demos(s, "insertion", "insertion", s.demos)
     train(s, "insertion_act_aug", "insertion", s.steps, "--set", "image_shift=8", "--set", "backbone_norm=group")
@@ -272,6 +283,7 @@ RUN = {"base": base, "convnet": convnet, "fast": fast, "insertion": insertion, "
        "insertion_fast_240": insertion_fast_at("240x320", 240),
        "insertion_fast_96": insertion_fast_at("96x128", 96), "insertion_fast_72": insertion_fast_at("72x96", 72),
        "insertion_fast_72_all": insertion_fast_at("72x96", 72, all_demos=True), "insertion_100": insertion_100_demos,
+       "insertion_perturb": insertion_perturbed,
        "insertion_aug": insertion_aug, "round": dagger_round,
        "insertion_round": lambda s: dagger_round(s, "insertion"), "chunks": chunks, "bc": bc}
 
@@ -300,6 +312,10 @@ ROWS = [  # (result, run, what)
      "open-loop chunks"),
     ("insertion_act_fast_72_100_chunk", "insertion_act_fast_72_100", "ACT, fast recipe at 72x96 on 100 demos, "
      "open-loop chunks"),
+    ("insertion_act_fast_72_perturb_chunk", "insertion_act_fast_72_perturb", "ACT, fast recipe at 72x96 on "
+     "pushed demos (--perturb 0.03), open-loop chunks"),
+    ("insertion_act_fast_72_perturb_ensemble", "insertion_act_fast_72_perturb", "ACT, fast recipe at 72x96 on "
+     "pushed demos (--perturb 0.03), temporal ensembling"),
     ("insertion_act_aug_ensemble", "insertion_act_aug", "ACT + random shift 8, GroupNorm, temporal ensembling"),
     *((f"{prefix}{run}_ensemble", f"{prefix}{run}", what) for prefix in ("", "insertion_") for run, what in (
         ("gated", "ACT + one human-gated DAgger round"),
