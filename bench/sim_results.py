@@ -59,8 +59,8 @@ from recording.dataset import INDEX, Dataset  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
 
 EXPERIMENTS = ("base", "convnet", "fast", "insertion", "insertion_fast", "insertion_fast_240", "insertion_fast_96",
-               "insertion_fast_72", "insertion_fast_72_all", "insertion_100", "insertion_perturb", "insertion_aug", "round",
-               "insertion_round", "chunks", "bc")
+               "insertion_fast_72", "insertion_fast_72_all", "insertion_100", "insertion_perturb", "insertion_aug",
+               "round", "insertion_round", "chunks", "bc")
 
 
 @dataclass(frozen=True)

@@ -70,3 +70,29 @@ def test_recorded_actions_are_the_operators_while_the_followers_are_pushed(tmp_p
     (qpos, action), (pushed_qpos, pushed_action) = runs[0.0], runs[0.05]
     assert np.abs(pushed_qpos - qpos).max() > 0.03  # rad
     assert np.abs(pushed_action - action).max() < 1e-3
+
+
+def test_the_expert_frees_an_arm_only_where_millimetres_do_not_count():
+    """Insertion, physics only: the peg's arm is free while it reaches and carries, never while it lines up or
+    inserts; the socket's arm is held still then too."""
+    from robot.sim.expert import Expert
+    from robot.sim.world import World, gripper_angle_from_normalized
+
+    world = World("insertion")
+    expert = Expert(world)
+    world.reset(2)
+    expert.reset()
+    seen = []
+    for _ in range(300):
+        for side, (q, g) in expert.act().items():
+            world.set_targets(side, q, gripper_angle_from_normalized(g))
+        seen.append((expert.phase, dict(expert.free)))
+        world.step()
+    world.close()
+    assert world.success
+    careful = [free for phase, free in seen if phase in ("line up", "insert", "inserted")]
+    assert careful and not any(free["left"] or free["right"] for free in careful)
+    carrying = [free for phase, free in seen if phase == "carry"]
+    assert carrying and all(free["right"] for free in carrying)
+    assert seen[0][1] == {"left": True, "right": True}  # both start far from their parts
+    assert any(phase == "pick" and not free["right"] for phase, free in seen)  # down to the peg: held
