@@ -23,7 +23,7 @@ Experiments (--only takes these names):
   insertion_fast_96  the same at 96x128 (a 3x4 grid)
   insertion_fast_72  the same at 72x96 (a 3x3 grid)
   insertion_fast_72_all  the same on all 50 demos (none held out for validation)
-  insertion_100  the 72x96 recipe on 100 demos (twice --demos; open loop only)
+  insertion_100  the 72x96 recipe on 100 demos (twice --demos)
   insertion_perturb  the 72x96 recipe on 50 demos whose followers were pushed off the expert's path while it
               moved freely (tandem-record --perturb 0.03), its corrections recorded as the actions (DART)
   insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
@@ -216,6 +216,7 @@ def insertion_100_demos(s: Settings) -> None:
     record_demos(s, "insertion_100", "insertion", 2 * s.demos)
     train(s, "insertion_act_fast_72_100", "insertion_100", s.fast_steps, *FAST, "--image-size", "72x96")
     evaluate(s, "insertion_act_fast_72_100_chunk", "insertion_act_fast_72_100", "--mode", "chunk")
+    evaluate(s, "insertion_act_fast_72_100_ensemble", "insertion_act_fast_72_100")
 
 
 def insertion_perturbed(s: Settings) -> None:
@@ -312,6 +313,8 @@ ROWS = [  # (result, run, what)
      "open-loop chunks"),
     ("insertion_act_fast_72_100_chunk", "insertion_act_fast_72_100", "ACT, fast recipe at 72x96 on 100 demos, "
      "open-loop chunks"),
+    ("insertion_act_fast_72_100_ensemble", "insertion_act_fast_72_100", "ACT, fast recipe at 72x96 on 100 demos, "
+     "temporal ensembling"),
     ("insertion_act_fast_72_perturb_chunk", "insertion_act_fast_72_perturb", "ACT, fast recipe at 72x96 on "
      "pushed demos (--perturb 0.03), open-loop chunks"),
     ("insertion_act_fast_72_perturb_ensemble", "insertion_act_fast_72_perturb", "ACT, fast recipe at 72x96 on "
