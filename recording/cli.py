@@ -197,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
     rig = rig_from_args(args)
     if is_sim_world(rig):
         return record_sim(args, rig, options)
+    if args.perturb:  # never let a flag meant for the simulation look as if it did something to real arms
+        raise UsageError(f"--perturb pushes the simulated rig's followers; {rig.source} has no simulated world: "
+                         "record it without --perturb, or use --rig sim")
     return record_hardware(args, rig, options)
 
 

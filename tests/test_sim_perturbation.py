@@ -96,3 +96,9 @@ def test_the_expert_frees_an_arm_only_where_millimetres_do_not_count():
     assert carrying and all(free["right"] for free in carrying)
     assert seen[0][1] == {"left": True, "right": True}  # both start far from their parts
     assert any(phase == "pick" and not free["right"] for phase, free in seen)  # down to the peg: held
+
+
+def test_perturb_is_refused_on_a_rig_without_a_simulated_world(tmp_path, capsys):
+    assert record_main(["--rig", "aloha", "--dataset", str(tmp_path / "d"), "--perturb", "0.03"]) == 2
+    assert "--perturb pushes the simulated rig's followers" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before anything was opened

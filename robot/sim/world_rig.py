@@ -207,7 +207,8 @@ class WorldRig:
 
     # -- followers <-> world -----------------------------------------------------------------------
     def _apply_follower_goals(self) -> None:
-        pushes = self.perturbation.step(self.expert.free) if self.perturbation is not None else None
+        pushed = self.perturbation is not None and self.operator == "expert"  # only the scripted operator's demos
+        pushes = self.perturbation.step(self.expert.free) if pushed else None
         for arm in self.followers:
             goals = self.buses[arm.name].goal_shafts()
             reading = self.world.read_arm(arm.side)
