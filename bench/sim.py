@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from calibration.connection import connect  # noqa: E402
 from deploy.evaluate import wilson  # noqa: E402
+from robot.commands import positive_float  # noqa: E402
 from robot.rig import load_rig  # noqa: E402
 from robot.sim.expert import Expert  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES  # noqa: E402
@@ -117,8 +118,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=list(TASK_NAMES))
     parser.add_argument("--train-size", default="240x320", help="training image size HxW (default 240x320)")
-    parser.add_argument("--perturb", type=float, nargs="*", default=[], metavar="RAD",
-                        help="also run the expert with its followers pushed by these spreads (rad)")
+    parser.add_argument("--perturb", type=positive_float, nargs="+", default=[], metavar="RAD",
+                        help="also run the expert with its followers pushed by these spreads (rad; "
+                             "tandem-record --perturb)")
     args = parser.parse_args()
     train = tuple(int(v) for v in args.train_size.split("x"))
 

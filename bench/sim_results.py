@@ -25,7 +25,7 @@ Experiments (--only takes these names):
   insertion_fast_72_all  the same on all 50 demos (none held out for validation)
   insertion_100  the 72x96 recipe on 100 demos (twice --demos)
   insertion_perturb  the 72x96 recipe on 50 demos whose followers were pushed off the expert's path while it
-              moved freely (tandem-record --perturb 0.03), its corrections recorded as the actions (DART)
+              moved freely (tandem-record --perturb 0.03), its targets recorded as the actions (as in DART)
   insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
               comes with a validation loss that stops falling: a generalization gap)
   round       one human-gated DAgger round: the scripted gate's takeovers on seeds 2000.. become corrections,
@@ -220,7 +220,7 @@ def insertion_100_demos(s: Settings) -> None:
 
 
 def insertion_perturbed(s: Settings) -> None:
-    """The 72x96 recipe on demos recorded with pushes: states off the expert's path, labelled with its way back."""
+    """The 72x96 recipe on demos recorded with pushes: states off the expert's path, labelled with its targets."""
     record_demos(s, "insertion_perturb", "insertion", s.demos, "--perturb", "0.03")
     train(s, "insertion_act_fast_72_perturb", "insertion_perturb", s.fast_steps, *FAST, "--image-size", "72x96")
     evaluate(s, "insertion_act_fast_72_perturb_chunk", "insertion_act_fast_72_perturb", "--mode", "chunk")

@@ -94,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--realtime", action="store_true", help="pace the simulation at wall-clock speed")
     sim.add_argument("--perturb", type=non_negative_float, default=0.0, metavar="RAD",
                      help="push the followers off the scripted operator's path by a smooth random joint offset of "
-                          "this spread (rad; ~0.02 moves a gripper about a centimetre) while its corrections are "
-                          "recorded as the actions: demos of recovering from a drift, as a policy needs (DART); "
-                          "each episode's offsets follow from its seed; default 0: none")
+                          "this spread (rad; ~0.02 moves a gripper about a centimetre) while it moves freely (reach, "
+                          "lift, carry); the recorded actions stay its targets, so the demos show states off its "
+                          "path (as DART's do); each episode's pushes follow from its seed; default 0: none")
     add_verbose_argument(parser)
     return parser
 
@@ -108,7 +108,7 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
     steps = round(args.seconds * rig.control_hz) if args.seconds else EPISODE_STEPS[args.task]
     world = SimWorldProcess(rig, args.task, image_size=args.image_size, render=args.render)
     saved = 0
-    pushed = {"perturb_rad": args.perturb} if args.perturb else {}  # kept with each episode it shaped
+    perturb_attrs = {"perturb_rad": args.perturb} if args.perturb else {}  # kept with each episode it shaped
     with world as live, connect(live, **world.bus_options) as connected, ExitStack() as stack:
         world.set_perturbation(args.perturb)
         sizes = {name: world.image_size for name in world.cameras}
@@ -126,7 +126,7 @@ def record_sim(args: argparse.Namespace, rig: Rig, options: RecordOptions) -> in
             slot = progress = None
             try:
                 with interrupts_deferred():  # an interrupt inside the constructor would leave its writer running
-                    slot = EpisodeSlot(dataset, layout, world.cameras, options, attrs={"seed": seed, **pushed},
+                    slot = EpisodeSlot(dataset, layout, world.cameras, options, attrs={"seed": seed, **perturb_attrs},
                                        task_description=task_description(args.task, args.task_description))
                     progress = ProgressLine(slot, steps)
                 result = run_episode(world, connected, seed, steps, max_step_rad=args.max_step,

@@ -23,7 +23,7 @@ from robot.rig import Rig
 from robot.sim.expert import Contacts, Expert
 from robot.sim.gate import Gate, GateInput, drift, parse_gate
 from robot.sim.hand import ideal_mounting, pose_arm
-from robot.sim.perturbation import Perturbation
+from robot.sim.perturbation import ARM_JOINTS, Perturbation
 from robot.sim.render_style import DEFAULT_RENDER
 from robot.sim.shared_frames import SharedFrame
 from robot.sim.tasks import sim_task
@@ -91,7 +91,8 @@ class WorldRig:
         self._gate_spec = "never"
         self.gate: Gate = parse_gate(self._gate_spec)
         self.labels: dict[str, tuple[np.ndarray, float]] | None = None
-        self.perturbation: Perturbation | None = None
+        self.perturbation: Perturbation | None = None  # this episode's pushes
+        self._perturbation_next: Perturbation | None = None  # from the next reset on
         self.steps = 0
         self.reset(0)
 
@@ -101,6 +102,7 @@ class WorldRig:
         self.world.reset(seed)
         self.expert.reset()
         self.gate = parse_gate(self._gate_spec)  # a fresh count of presses
+        self.perturbation = self._perturbation_next  # pushes drawn from this episode's seed, or none
         if self.perturbation is not None:
             self.perturbation.reset(seed)
         self.steps = 0
@@ -152,7 +154,7 @@ class WorldRig:
         """Push the followers' joints off their goals by a smooth random offset from the next episode on
         (robot/sim/perturbation.py); std 0: no pushes."""
         perturbation = Perturbation(std_rad, seconds)  # checks the numbers, 0 included
-        self.perturbation = perturbation if std_rad > 0 else None
+        self._perturbation_next = perturbation if std_rad > 0 else None
 
     def pedal(self) -> bool:
         """The scripted operator's pedal (gated mode): a cheap poll for every control step."""
@@ -217,7 +219,7 @@ class WorldRig:
                 shaft = goals[joint.motor_id]
                 if shaft is not None:
                     angles[i] = (shaft - CENTER_TICK) * RAD_PER_TICK
-                    if pushes is not None and i < len(pushes[arm.side]):
+                    if pushes is not None and i < ARM_JOINTS:
                         angles[i] += pushes[arm.side][i]
             self.world.set_targets(arm.side, angles[:6], angles[6])
 
