@@ -102,3 +102,24 @@ def test_perturb_is_refused_on_a_rig_without_a_simulated_world(tmp_path, capsys)
     assert record_main(["--rig", "aloha", "--dataset", str(tmp_path / "d"), "--perturb", "0.03"]) == 2
     assert "--perturb pushes the simulated rig's followers" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()  # refused before anything was opened
+
+
+def test_the_world_pushes_the_scripted_operators_episodes_only():
+    """Pushes only while the scripted operator drives: not while a policy does, though the expert plans along
+    (gated, its pedal never down)."""
+    from calibration.connection import connect
+    from robot.rig import load_rig
+    from robot.sim.world_process import SimWorldProcess
+
+    def joints_after(world, push: float, operator: str) -> np.ndarray:
+        world.set_operator(operator)
+        world.set_perturbation(push)
+        start = world.reset(3)  # no loop writes the followers' goals: they hold where the episode starts
+        world.advance(start.time + 0.4)
+        return np.array([world.status().joints[side][:6] for side in ("left", "right")])
+
+    world = SimWorldProcess(load_rig("sim"), "insertion", cameras=False, operator="off")
+    with world as live, connect(live, **world.bus_options):  # the followers' torque on: only those are pushed
+        # the same seed, with and without pushes: the world is deterministic, so any difference is the pushes
+        assert np.abs(joints_after(world, 0.05, "gated") - joints_after(world, 0.0, "gated")).max() < 1e-9
+        assert np.abs(joints_after(world, 0.05, "expert") - joints_after(world, 0.0, "expert")).max() > 0.02
