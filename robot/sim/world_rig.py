@@ -151,8 +151,8 @@ class WorldRig:
         self._gate_spec = spec
 
     def set_perturbation(self, std_rad: float, seconds: float = 0.3) -> None:
-        """Push the followers' joints off their goals by a smooth random offset from the next episode on
-        (robot/sim/perturbation.py); std 0: no pushes."""
+        """Push the followers' joints off their goals by a smooth random offset from the next episode on, while
+        the scripted operator drives (robot/sim/perturbation.py); std 0: no pushes."""
         perturbation = Perturbation(std_rad, seconds)  # checks the numbers, 0 included
         self._perturbation_next = perturbation if std_rad > 0 else None
 
