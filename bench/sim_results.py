@@ -23,6 +23,8 @@ Experiments (--only takes these names):
   insertion_fast_96  the same at 96x128 (a 3x4 grid)
   insertion_fast_72  the same at 72x96 (a 3x3 grid)
   insertion_fast_72_all  the same on all 50 demos (none held out for validation)
+  insertion_fast_72_longer  the insertion_fast_72 run trained on to twice --fast-steps (--resume with a larger
+              --steps: the cosine schedule goes back up to its value there and decays again)
   insertion_100  the 72x96 recipe on 100 demos (twice --demos)
   insertion_perturb  the 72x96 recipe on 50 demos whose followers were pushed off the expert's path while it
               moved freely (tandem-record --perturb 0.03), its targets recorded as the actions (as in DART)
@@ -59,8 +61,8 @@ from recording.dataset import INDEX, Dataset  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
 
 EXPERIMENTS = ("base", "convnet", "fast", "insertion", "insertion_fast", "insertion_fast_240", "insertion_fast_96",
-               "insertion_fast_72", "insertion_fast_72_all", "insertion_100", "insertion_perturb", "insertion_aug",
-               "round", "insertion_round", "chunks", "bc")
+               "insertion_fast_72", "insertion_fast_72_all", "insertion_fast_72_longer", "insertion_100",
+               "insertion_perturb", "insertion_aug", "round", "insertion_round", "chunks", "bc")
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,15 @@ def insertion_fast_at(size: str, height: int, *, all_demos: bool = False):
     return lambda s: recipe(s, "insertion", run, s.fast_steps, *FAST, "--image-size", size, *no_validation)
 
 
+def insertion_fast_72_longer(s: Settings) -> None:
+    """Whether more steps help: the 72x96 run's last checkpoint trained on to twice its steps."""
+    insertion_fast_at("72x96", 72)(s)
+    run = "insertion_act_fast_72_longer"
+    train(s, run, "insertion", 2 * s.fast_steps, *FAST, "--image-size", "72x96", start_from="insertion_act_fast_72")
+    evaluate(s, f"{run}_chunk", run, "--mode", "chunk")
+    evaluate(s, f"{run}_ensemble", run)
+
+
 def insertion_100_demos(s: Settings) -> None:
     """The 72x96 recipe on twice the demos (seeds 0-99): whether more starts carry the reach (beyond the 50 demos
     the results are meant for)."""
@@ -284,7 +295,7 @@ RUN = {"base": base, "convnet": convnet, "fast": fast, "insertion": insertion, "
        "insertion_fast_240": insertion_fast_at("240x320", 240),
        "insertion_fast_96": insertion_fast_at("96x128", 96), "insertion_fast_72": insertion_fast_at("72x96", 72),
        "insertion_fast_72_all": insertion_fast_at("72x96", 72, all_demos=True), "insertion_100": insertion_100_demos,
-       "insertion_perturb": insertion_perturbed,
+       "insertion_fast_72_longer": insertion_fast_72_longer, "insertion_perturb": insertion_perturbed,
        "insertion_aug": insertion_aug, "round": dagger_round,
        "insertion_round": lambda s: dagger_round(s, "insertion"), "chunks": chunks, "bc": bc}
 
@@ -311,6 +322,10 @@ ROWS = [  # (result, run, what)
      "temporal ensembling"),
     ("insertion_act_fast_72_all_chunk", "insertion_act_fast_72_all", "ACT, fast recipe at 72x96 on all 50 demos, "
      "open-loop chunks"),
+    ("insertion_act_fast_72_longer_chunk", "insertion_act_fast_72_longer", "ACT, fast recipe at 72x96 trained on "
+     "to twice the steps, open-loop chunks"),
+    ("insertion_act_fast_72_longer_ensemble", "insertion_act_fast_72_longer", "ACT, fast recipe at 72x96 trained "
+     "on to twice the steps, temporal ensembling"),
     ("insertion_act_fast_72_100_chunk", "insertion_act_fast_72_100", "ACT, fast recipe at 72x96 on 100 demos, "
      "open-loop chunks"),
     ("insertion_act_fast_72_100_ensemble", "insertion_act_fast_72_100", "ACT, fast recipe at 72x96 on 100 demos, "
