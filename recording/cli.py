@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="push the followers off the scripted operator's path by a smooth random joint offset of "
                           "this spread (rad; ~0.02 moves a gripper about a centimetre) while it moves freely (reach, "
                           "lift, carry); the recorded actions stay its targets, so the demos show states off its "
-                          "path (as DART's do); each episode's pushes follow from its seed; default 0: none")
+                          "path (as DART's do); each episode's pushes follow from its seed; 0: none")
     add_verbose_argument(parser)
     return parser
 
