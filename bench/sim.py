@@ -8,7 +8,9 @@
    moves the virtual leaders, the real driver reads them over the virtual buses,
    the teleop loop writes the followers, the world steps in lockstep (SimClock).
    With --perturb, the same again with the followers pushed off the expert's
-   path while it moves freely (tandem-record --perturb: robot/sim/perturbation.py).
+   path while it moves freely (tandem-record --perturb: robot/sim/perturbation.py),
+   and, in-process, on how many steps each arm moves freely and how many steps
+   the push has to fade from the start of a descent to the lift.
 2. Takeover: an episode where something else drives the followers first (the
    arms are sent to random poses for 0.6 s at a random step, dropping whatever is
    held), then the expert takes over from that state. Run in-process on the
@@ -20,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -34,7 +37,7 @@ from robot.commands import positive_float  # noqa: E402
 from robot.rig import load_rig  # noqa: E402
 from robot.sim.expert import Expert  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES  # noqa: E402
-from robot.sim.world import CAMERAS, World, gripper_angle_from_normalized  # noqa: E402
+from robot.sim.world import CAMERAS, CONTROL_DT, World, gripper_angle_from_normalized  # noqa: E402
 from robot.sim.world_process import SimWorldProcess  # noqa: E402
 from teleop.sim_episodes import run_episode  # noqa: E402
 
@@ -61,6 +64,31 @@ def expert_through_stack(task: str, episodes: int, perturb: float = 0.0) -> tupl
             wall += r.wall_s
             print(f"  {task} seed {seed}: max reward {r.max_reward}", file=sys.stderr, flush=True)
     return wins, rewards, wall / (episodes * EPISODE_STEPS[task])
+
+
+def free_steps(task: str, episodes: int) -> tuple[list[int], list[int]]:
+    """Per arm and episode: the steps the expert moves freely (pushed), and those from its first descent (no
+    longer free) to the lift (free again), over which a push fades."""
+    world = World(task)
+    expert = Expert(world)
+    free, fading = [], []
+    for seed in range(episodes):
+        world.reset(seed)
+        expert.reset()
+        seen = {side: [] for side in ("left", "right")}
+        for _ in range(EPISODE_STEPS[task]):
+            for side, (q, g) in expert.act().items():
+                world.set_targets(side, q, gripper_angle_from_normalized(g))
+                seen[side].append(expert.free[side])
+            world.step()
+        for flags in seen.values():
+            free.append(sum(flags))
+            if True in flags and False in flags[flags.index(True):]:
+                down = flags.index(False, flags.index(True))
+                if True in flags[down:]:
+                    fading.append(flags.index(True, down) - down)
+    world.close()
+    return free, fading
 
 
 def takeover(task: str, episodes: int) -> list[bool]:
@@ -136,6 +164,12 @@ def main() -> None:
         for push in args.perturb:
             wins, rewards, _ = expert_through_stack(task, args.episodes, push)
             print(rate_line(f"{task}: expert, pushed by {push} rad", wins, stage_counts(rewards)))
+        if args.perturb:
+            free, fading = free_steps(task, args.episodes)
+            left = [math.exp(-n * CONTROL_DT / 0.3) for n in (max(fading), min(fading))]  # Perturbation's default
+            print(f"  pushed on {min(free)}-{max(free)} of {EPISODE_STEPS[task]} steps per arm; from a descent to "
+                  f"the lift {min(fading)}-{max(fading)} steps, so {left[0]:.2f}-{left[1]:.2f} of a push is left "
+                  "when the part is lifted")
 
 
 if __name__ == "__main__":

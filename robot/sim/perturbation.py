@@ -9,13 +9,13 @@ spread is `std_rad` and it forgets within about `seconds`, so a push lasts long
 enough to move the arm, as a nudge would, instead of averaging out in one step.
 
 An arm is pushed only while the expert says it moves freely (Expert.free: on
-its way above a part, lifting, the start of a carry; 40-50 of an insertion
-demo's 400 steps). Where it goes down to grasp, lines parts up or hands over, it
-needs millimetres, and pushes there failed most insertion demos in a first
-trial; there the push fades out instead (a third or more of it is left when the
-fingers close on a part, 10-17 steps after the descent starts). So pushed
-by 0.03 rad the expert still inserts on 48/50 seeds through the whole stack
-(`python3 bench/sim.py --tasks insertion --perturb 0.03`; 50/50 unpushed).
+its way above a part, lifting, the start of a carry; 36-54 of an insertion
+demo's 400 steps per arm). Where it goes down to grasp, lines parts up or hands
+over, it needs millimetres, and pushes there failed most insertion demos in a
+first trial; there the push fades out instead (0.28-0.94 of it is left when the
+part is lifted, 1-19 steps after the descent starts). So pushed by 0.03 rad the
+expert still inserts on 48/50 seeds through the whole stack (50/50 unpushed).
+`python3 bench/sim.py --tasks insertion --perturb 0.03` gives these figures.
 """
 
 from __future__ import annotations
