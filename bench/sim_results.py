@@ -29,6 +29,9 @@ Experiments (--only takes these names):
   insertion_perturb  the 72x96 recipe on 50 demos whose followers were pushed off the expert's path while it
               moved freely (tandem-record --perturb 0.03), its targets recorded as the actions (as in DART)
   insertion_fast_72_seed1  the insertion_fast_72 run again with training seed 1 (how far one recipe's runs spread)
+  insertion_fast_72_gated  a human-gated DAgger round at scale on the insertion_fast_72_seed1 policy: the
+              scripted gate's takeovers in 50 open-loop rollouts (seeds 2000..) become corrections, and the policy
+              is trained on for half --fast-steps on demos + corrections
   insertion_wrist  the 72x96 recipe with both wrist cameras beside the top one (three cameras, a 3x3 grid each)
   insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
               comes with a validation loss that stops falling: a generalization gap)
@@ -64,8 +67,8 @@ from robot.sim.tasks import EPISODE_STEPS  # noqa: E402
 
 EXPERIMENTS = ("base", "convnet", "fast", "insertion", "insertion_fast", "insertion_fast_240", "insertion_fast_96",
                "insertion_fast_72", "insertion_fast_72_all", "insertion_fast_72_longer", "insertion_100",
-               "insertion_perturb", "insertion_fast_72_seed1", "insertion_wrist", "insertion_aug", "round",
-               "insertion_round", "chunks", "bc")
+               "insertion_perturb", "insertion_fast_72_seed1", "insertion_fast_72_gated", "insertion_wrist",
+               "insertion_aug", "round", "insertion_round", "chunks", "bc")
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,19 @@ def insertion_fast_72_seed1(s: Settings) -> None:
     recipe(s, "insertion", "insertion_act_fast_72_seed1", s.fast_steps, *FAST, "--image-size", "72x96", "--seed", "1")
 
 
+def insertion_fast_72_gated(s: Settings) -> None:
+    """Corrections where the 72x96 policy goes wrong (the reach, mostly), as many rollouts as demos."""
+    insertion_fast_72_seed1(s)
+    base_run, run = "insertion_act_fast_72_seed1", "insertion_act_fast_72_gated"
+    copy_dataset(s, "insertion", "insertion_gated_72")
+    evaluate(s, "insertion_72_collect_gated", base_run, "--mode", "chunk", "--gate", s.gate, "--dataset",
+             str(s.data("insertion_gated_72")), episodes=s.demos, seed=2000)
+    train(s, run, "insertion_gated_72", s.fast_steps + s.fast_steps // 2, *FAST, "--image-size", "72x96",
+          "--seed", "1", "--correction-weight", "2", start_from=base_run)
+    evaluate(s, f"{run}_chunk", run, "--mode", "chunk")
+    evaluate(s, f"{run}_ensemble", run)
+
+
 def insertion_wrist(s: Settings) -> None:
     """The 72x96 recipe seeing the grasp and the socket's mouth up close: the wrist cameras beside the top one."""
     cameras = ("--cameras", "cam_high,cam_left_wrist,cam_right_wrist")
@@ -310,7 +326,8 @@ RUN = {"base": base, "convnet": convnet, "fast": fast, "insertion": insertion, "
        "insertion_fast_96": insertion_fast_at("96x128", 96), "insertion_fast_72": insertion_fast_at("72x96", 72),
        "insertion_fast_72_all": insertion_fast_at("72x96", 72, all_demos=True), "insertion_100": insertion_100_demos,
        "insertion_fast_72_longer": insertion_fast_72_longer, "insertion_perturb": insertion_perturbed,
-       "insertion_fast_72_seed1": insertion_fast_72_seed1, "insertion_wrist": insertion_wrist,
+       "insertion_fast_72_seed1": insertion_fast_72_seed1, "insertion_fast_72_gated": insertion_fast_72_gated,
+       "insertion_wrist": insertion_wrist,
        "insertion_aug": insertion_aug, "round": dagger_round,
        "insertion_round": lambda s: dagger_round(s, "insertion"), "chunks": chunks, "bc": bc}
 
@@ -353,6 +370,10 @@ ROWS = [  # (result, run, what)
      "seed 1, open-loop chunks"),
     ("insertion_act_fast_72_seed1_ensemble", "insertion_act_fast_72_seed1", "ACT, fast recipe at 72x96, training "
      "seed 1, temporal ensembling"),
+    ("insertion_act_fast_72_gated_chunk", "insertion_act_fast_72_gated", "ACT, fast recipe at 72x96, training "
+     "seed 1, + one human-gated DAgger round of 50 rollouts, open-loop chunks"),
+    ("insertion_act_fast_72_gated_ensemble", "insertion_act_fast_72_gated", "ACT, fast recipe at 72x96, training "
+     "seed 1, + one human-gated DAgger round of 50 rollouts, temporal ensembling"),
     ("insertion_act_fast_72_wrist_chunk", "insertion_act_fast_72_wrist", "ACT, fast recipe at 72x96 with the "
      "wrist cameras beside the top one, open-loop chunks"),
     ("insertion_act_fast_72_wrist_ensemble", "insertion_act_fast_72_wrist", "ACT, fast recipe at 72x96 with the "
