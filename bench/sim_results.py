@@ -161,8 +161,13 @@ def train(s: Settings, name: str, dataset: str, steps: int, *extra: str, start_f
                                  "--save-every", "500", "--val-every", "1000", "--no-progress", *resume, *extra])
 
 
+def finished(report: Path) -> bool:
+    """A report of a whole evaluation: one stopped early (Ctrl-C) is written too, marked interrupted."""
+    return report.exists() and not json.loads(report.read_text()).get("interrupted", False)
+
+
 def evaluate(s: Settings, name: str, run: str, *extra: str, episodes: int | None = None, seed: int = 1000) -> None:
-    if s.result(name).exists():
+    if finished(s.result(name)):
         return
     command(s, f"eval_{name}", ["tandem-eval", "--rig", "sim", "--checkpoint", str(s.run(run) / "last"),
                                 "--episodes", str(episodes or s.episodes), "--seed", str(seed),
