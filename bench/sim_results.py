@@ -167,7 +167,8 @@ def finished(report: Path) -> bool:
 
 
 def evaluate(s: Settings, name: str, run: str, *extra: str, episodes: int | None = None, seed: int = 1000) -> None:
-    if finished(s.result(name)):
+    # A stopped evaluation runs again; a stopped collection (--dataset) does not: its saved episodes would come twice.
+    if finished(s.result(name)) or (s.result(name).exists() and "--dataset" in extra):
         return
     command(s, f"eval_{name}", ["tandem-eval", "--rig", "sim", "--checkpoint", str(s.run(run) / "last"),
                                 "--episodes", str(episodes or s.episodes), "--seed", str(seed),
@@ -250,7 +251,8 @@ def insertion_perturbed(s: Settings) -> None:
 
 
 def insertion_fast_72_seed1(s: Settings) -> None:
-    """The 72x96 recipe with another training seed (initial weights, batches): the spread of one recipe's runs."""
+    """The 72x96 recipe with another training seed (initial weights, batches, validation demos): the spread of one
+    recipe's runs."""
     recipe(s, "insertion", "insertion_act_fast_72_seed1", s.fast_steps, *FAST, "--image-size", "72x96", "--seed", "1")
 
 
