@@ -30,7 +30,7 @@ Experiments (--only takes these names):
               moved freely (tandem-record --perturb 0.03), its targets recorded as the actions (as in DART)
   insertion_fast_72_seed1  the insertion_fast_72 run again with training seed 1 (how far one recipe's runs spread)
   insertion_fast_72_gated  a human-gated DAgger round at scale on the insertion_fast_72_seed1 policy: the
-              scripted gate's takeovers in 50 open-loop rollouts (seeds 2000..) become corrections, and the policy
+              scripted gate's takeovers in --demos open-loop rollouts (seeds 2000..) become corrections, the policy
               is trained on for half --fast-steps on demos + corrections
   insertion_wrist  the 72x96 recipe with both wrist cameras beside the top one (three cameras, a 3x3 grid each)
   insertion_aug  insertion with DrQ random-shift augmentation and a GroupNorm ResNet (the recipe's 16% there
