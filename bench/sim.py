@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 import argparse
-import math
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -36,8 +36,9 @@ from deploy.evaluate import wilson  # noqa: E402
 from robot.commands import positive_float  # noqa: E402
 from robot.rig import load_rig  # noqa: E402
 from robot.sim.expert import Expert  # noqa: E402
+from robot.sim.perturbation import Perturbation  # noqa: E402
 from robot.sim.tasks import EPISODE_STEPS, TASK_NAMES  # noqa: E402
-from robot.sim.world import CAMERAS, CONTROL_DT, World, gripper_angle_from_normalized  # noqa: E402
+from robot.sim.world import CAMERAS, World, gripper_angle_from_normalized  # noqa: E402
 from robot.sim.world_process import SimWorldProcess  # noqa: E402
 from teleop.sim_episodes import run_episode  # noqa: E402
 
@@ -83,10 +84,10 @@ def free_steps(task: str, episodes: int) -> tuple[list[int], list[int]]:
             world.step()
         for flags in seen.values():
             free.append(sum(flags))
-            if True in flags and False in flags[flags.index(True):]:
-                down = flags.index(False, flags.index(True))
-                if True in flags[down:]:
-                    fading.append(flags.index(True, down) - down)
+            runs = [(is_free, len(list(steps))) for is_free, steps in itertools.groupby(flags)]
+            # the first held stretch between two free ones: from the first descent to the lift
+            held = [n for i, (is_free, n) in enumerate(runs) if not is_free and 0 < i < len(runs) - 1]
+            fading.extend(held[:1])
     world.close()
     return free, fading
 
@@ -166,10 +167,13 @@ def main() -> None:
             print(rate_line(f"{task}: expert, pushed by {push} rad", wins, stage_counts(rewards)))
         if args.perturb:
             free, fading = free_steps(task, args.episodes)
-            left = [math.exp(-n * CONTROL_DT / 0.3) for n in (max(fading), min(fading))]  # Perturbation's default
-            print(f"  pushed on {min(free)}-{max(free)} of {EPISODE_STEPS[task]} steps per arm; from a descent to "
-                  f"the lift {min(fading)}-{max(fading)} steps, so {left[0]:.2f}-{left[1]:.2f} of a push is left "
-                  "when the part is lifted")
+            print(f"  pushed on {min(free)}-{max(free)} of {EPISODE_STEPS[task]} steps per arm", end="")
+            if fading:
+                keep = Perturbation(0.0).keep  # per step, at the default time constant
+                print(f"; from a descent to the lift {min(fading)}-{max(fading)} steps, so "
+                      f"{keep ** max(fading):.2f}-{keep ** min(fading):.2f} of a push is left when the part is lifted",
+                      end="")
+            print()
 
 
 if __name__ == "__main__":

@@ -28,10 +28,11 @@ import numpy as np
 from robot.sim.world import CONTROL_DT, SIDES
 
 ARM_JOINTS = 6  # the grippers are not pushed: a dropped part teaches nothing about recovering a reach
+SECONDS = 0.3  # the default time constant: long enough to move an arm, short enough to fade before a grasp
 
 
 class Perturbation:
-    def __init__(self, std_rad: float, seconds: float = 0.3) -> None:
+    def __init__(self, std_rad: float, seconds: float = SECONDS) -> None:
         if not (math.isfinite(std_rad) and std_rad >= 0):
             raise ValueError(f"perturbation: std {std_rad!r} rad must be a finite number >= 0")
         if not (math.isfinite(seconds) and seconds > 0):

@@ -15,6 +15,7 @@ from typing import Any
 
 from robot.rig import Rig
 from robot.sim.child_process import ChildProcess, serve
+from robot.sim.perturbation import SECONDS
 from robot.sim.render_style import DEFAULT_RENDER, render_style
 from robot.sim.shared_frames import SharedFrame
 from robot.sim.sim_camera import SimCamera
@@ -99,7 +100,7 @@ class SimWorldProcess:
         """The scripted operator's gate rule for operator mode "gated" (robot/sim/gate.py)."""
         self._child.request(("set_gate", spec))
 
-    def set_perturbation(self, std_rad: float, seconds: float = 0.3) -> None:
+    def set_perturbation(self, std_rad: float, seconds: float = SECONDS) -> None:
         """Pushes on the followers from the next episode on (robot/sim/perturbation.py); std 0: none."""
         self._child.request(("set_perturbation", std_rad, seconds))
 

@@ -23,7 +23,7 @@ from robot.rig import Rig
 from robot.sim.expert import Contacts, Expert
 from robot.sim.gate import Gate, GateInput, drift, parse_gate
 from robot.sim.hand import ideal_mounting, pose_arm
-from robot.sim.perturbation import ARM_JOINTS, Perturbation
+from robot.sim.perturbation import ARM_JOINTS, SECONDS, Perturbation
 from robot.sim.render_style import DEFAULT_RENDER
 from robot.sim.shared_frames import SharedFrame
 from robot.sim.tasks import sim_task
@@ -150,7 +150,7 @@ class WorldRig:
         self.gate = parse_gate(spec)
         self._gate_spec = spec
 
-    def set_perturbation(self, std_rad: float, seconds: float = 0.3) -> None:
+    def set_perturbation(self, std_rad: float, seconds: float = SECONDS) -> None:
         """Push the followers' joints off their goals by a smooth random offset from the next episode on, while
         the scripted operator drives (robot/sim/perturbation.py); std 0: no pushes."""
         perturbation = Perturbation(std_rad, seconds)  # checks the numbers, 0 included
