@@ -5,6 +5,7 @@
     python3 bench/lerobot_act.py --work runs/la --steps 1000 --mode chunk --side lerobot   # its 1000-step checkpoint
     python3 bench/lerobot_act.py --work runs/la7500 --dataset runs/la/data/demos --steps 7500 --mode chunk --side tandem
     python3 bench/lerobot_act.py --work /tmp/la --demos 3 --image-size 96x128 --steps 20 --episodes 2   # a check
+    python3 bench/lerobot_act.py --work runs/li --task insertion --record-size 240x320 --image-size 72x96 --mode chunk
     python3 bench/lerobot_act.py --work runs/lerobot_act --dataset runs/results/data/transfer_cube  # demos recorded
     python3 bench/lerobot_act.py --work runs/lerobot_act --table              # the table of what is done so far
     python3 bench/lerobot_act.py --work runs/lerobot_act --dry-run            # the commands (as for an empty folder)
@@ -13,8 +14,9 @@ Every step is a command, printed before it runs, its output in WORK/logs/ (bench
 whose output exists is skipped and an interrupted training run resumes from its last checkpoint, so running the
 script again continues where it stopped.
   demos    --dataset, else --demos scripted demonstrations (seeds 0..) recorded with the one camera only (the sim
-           rig file without its other cameras, WORK/sim_<camera>.yaml) at --image-size: WORK/data/demos
-  export   tandem-export --kinds demo: WORK/data/lerobot (LeRobot v3.0, AV1)
+           rig file without its other cameras, WORK/sim_<camera>.yaml) at --record-size: WORK/data/demos
+  export   tandem-export --kinds demo, its frames shrunk to --image-size where that is smaller than the recorded
+           size: WORK/data/lerobot (LeRobot v3.0, AV1)
   lerobot  lerobot-train --policy.type=act in LeRobot's environment (--venv): WORK/runs/lerobot_act
   tandem   tandem-train --preset cpu, with the 20-minute recipe's flags unless --tandem-recipe cpu:
            WORK/runs/tandem_act
@@ -33,8 +35,11 @@ convnet backbone, bf16 autocast, still frames sampled at 0.2; sim_results.py's F
 
 Image size: LeRobot 0.4.4's ACT neither resizes nor crops. Its config takes the dataset's image shape, and the only
 way to resize is a torchvision Resize in --dataset.image_transforms, which runs in training only while the saved
-config still names the dataset's size. So both train at the size the demos were recorded at (--image-size, 120x160
-as tandem's cpu preset; tandem-train is given that size), and tandem-eval renders at that size.
+config still names the dataset's size. So the export is shrunk to --image-size (tandem-export --image-size, with
+INTER_AREA as tandem-train shrinks its frames), LeRobot trains on that, and tandem-train is given that size. Both are
+evaluated with tandem-eval rendering at the recorded size and shrinking each frame to the policy's size the same way
+(for LeRobot's checkpoint too). --image-size defaults to the recorded size, --record-size to --image-size, and that
+to 120x160 (tandem's cpu preset).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ import yaml  # noqa: E402
 
 from deploy.evaluate import wilson  # noqa: E402
 from recording.dataset import INDEX, Dataset  # noqa: E402
+from robot.commands import image_size  # noqa: E402
 from robot.rig import PRESET_DIR  # noqa: E402
 from robot.sim.tasks import TASK_NAMES  # noqa: E402
 
@@ -82,7 +88,8 @@ class Settings:
     demos: int
     steps: int
     episodes: int
-    image_size: str
+    image_size: str | None  # the size both train at (None: the recorded size)
+    record_size: str | None  # the size demos are recorded at (None: image_size, else 120x160)
     camera: str
     task: str
     venv: Path
@@ -127,13 +134,14 @@ def record_demos(s: Settings) -> None:
     if have < s.demos:
         sim_results.command(s, "record", ["tandem-record", "--rig", str(one_camera_rig(s)), "--task", s.task,
                                           "--dataset", str(s.demos_dir), "--episodes", str(s.demos - have),
-                                          "--seed", str(have), "--image-size", s.image_size])
+                                          "--seed", str(have), "--image-size", "x".join(map(str, recorded(s)))])
 
 
 def export(s: Settings) -> None:
     if not (s.export / "meta" / "info.json").exists():
+        shrink = [] if trained(s) == recorded(s) else ["--image-size", "x".join(map(str, trained(s)))]
         sim_results.command(s, "export", ["tandem-export", str(s.demos_dir), "--out", str(s.export), "--repo-id",
-                                          REPO_ID, "--kinds", "demo"])
+                                          REPO_ID, "--kinds", "demo", *shrink])
 
 
 def timed(s: Settings, side: str, args: list[str]) -> None:
@@ -178,7 +186,7 @@ def train_lerobot(s: Settings, python: Path) -> None:
         return
     if run.exists() and not s.dry_run:
         shutil.rmtree(run)  # stopped before its first checkpoint: LeRobot starts only in a new folder
-    h, w = size(s)
+    h, w = trained(s)
     state = _export_state_dim(s)
     features = {"observation.state": {"type": "STATE", "shape": [state]},  # the state and one camera, no others
                 f"observation.images.{s.camera}": {"type": "VISUAL", "shape": [3, h, w]}}
@@ -196,7 +204,7 @@ def train_tandem(s: Settings) -> None:
     if sim_results.trained_step(run) >= s.steps:
         return
     resume = ["--resume"] if (run / "last").exists() else ["--overwrite"]
-    h, w = size(s)
+    h, w = trained(s)
     timed(s, "tandem", [
         "tandem-train", "--dataset", str(s.demos_dir), "--out", str(run), "--preset", "cpu", "--cameras", s.camera,
         "--image-size", f"{h}x{w}", "--chunk-size", str(CHUNK), "--batch-size", str(BATCH), "--steps", str(s.steps),
@@ -214,7 +222,7 @@ def evaluate(s: Settings, side: str, eval_command: str, checkpoint: Path, steps:
     name = evaluated(side, steps if not s.dry_run else s.steps, s.mode)
     if s.result(name).exists():
         return
-    h, w = size(s)
+    h, w = recorded(s)  # rendered as the demos were; each policy shrinks the frames to its own size
     render = [] if s.dry_run or not Dataset.open(s.demos_dir).info.render else \
         ["--render", Dataset.open(s.demos_dir).info.render]
     sim_results.command(s, name, [
@@ -224,7 +232,7 @@ def evaluate(s: Settings, side: str, eval_command: str, checkpoint: Path, steps:
 
 
 # -- the dataset's facts ------------------------------------------------------------------------------------------
-def size(s: Settings) -> tuple[int, int]:
+def recorded(s: Settings) -> tuple[int, int]:
     """The camera's recorded size (the requested one while the demos are not recorded yet)."""
     if (s.demos_dir / INDEX).exists():
         info = Dataset.open(s.demos_dir).info
@@ -232,8 +240,12 @@ def size(s: Settings) -> tuple[int, int]:
             raise SystemExit(f"{s.demos_dir} has cameras {', '.join(info.cameras)}, not --camera {s.camera}")
         if s.camera in info.image_size:
             return tuple(info.image_size[s.camera])
-    h, w = s.image_size.split("x")
-    return int(h), int(w)
+    return image_size(s.record_size or s.image_size or "120x160")
+
+
+def trained(s: Settings) -> tuple[int, int]:
+    """The size both policies train at: --image-size, else the recorded size."""
+    return image_size(s.image_size) if s.image_size else recorded(s)
 
 
 def task(s: Settings) -> str:
@@ -244,6 +256,12 @@ def task(s: Settings) -> str:
 def _export_state_dim(s: Settings) -> int:
     info = s.export / "meta" / "info.json"
     return json.loads(info.read_text())["features"]["observation.state"]["shape"][0] if info.exists() else 14
+
+
+def size_text(text: str) -> str:
+    """A checked HEIGHTxWIDTH, kept as text (it goes into commands)."""
+    h, w = image_size(text)
+    return f"{h}x{w}"
 
 
 # -- the table ----------------------------------------------------------------------------------------------------
@@ -268,8 +286,9 @@ def inference_p50(log: Path) -> str:
 
 def table(s: Settings) -> str:
     n_demos = len(sim_results.episodes_of(s.demos_dir, "demo"))
-    h, w = size(s)
-    lines = [f"{n_demos} {task(s)} demos, camera {s.camera} at {h}x{w}, chunk {CHUNK}, batch {BATCH}; "
+    (h, w), (th, tw) = recorded(s), trained(s)
+    shrunk = "" if (h, w) == (th, tw) else f" (trained at {th}x{tw})"
+    lines = [f"{n_demos} {task(s)} demos, camera {s.camera} at {h}x{w}{shrunk}, chunk {CHUNK}, batch {BATCH}; "
              f"tandem-eval --rig sim, seeds {FIRST_SEED}.., --mode {s.mode}",
              "| policy | steps | training | s/step | inference p50 | success (95% CI) | episodes reaching each stage |",
              "|---|---|---|---|---|---|---|"]
@@ -303,7 +322,10 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=50, help="demonstrations to record (default 50)")
     parser.add_argument("--steps", type=int, default=20000, help="training steps of each side (default 20000)")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation rollouts of each side (default 50)")
-    parser.add_argument("--image-size", default="120x160", help="recorded (and trained) size of the demos' camera")
+    parser.add_argument("--image-size", type=size_text, help="the size both policies train at (default: the "
+                        "recorded size); smaller than recorded: the export is shrunk to it")
+    parser.add_argument("--record-size", type=size_text, help="the size demos are recorded (and evaluations rendered) "
+                        "at (default: --image-size, else 120x160)")
     parser.add_argument("--camera", default="cam_high", help="the one camera both policies see (default cam_high)")
     parser.add_argument("--task", choices=TASK_NAMES, default="transfer_cube", help="the task of recorded demos")
     parser.add_argument("--venv", type=Path, default=Path("/work/lerobot-venv"), help="LeRobot's environment")
@@ -326,9 +348,9 @@ def main() -> None:
     args.side = args.side or ["lerobot", "tandem"]
     if args.dataset is not None and not (args.dataset / INDEX).exists():
         parser.error(f"--dataset {args.dataset}: no tandem dataset there (no {INDEX})")
-    s = Settings(args.work, args.dataset, args.demos, args.steps, args.episodes, args.image_size, args.camera,
-                 args.task, args.venv, args.save_every, tuple(args.lerobot_arg), args.tandem_recipe, args.mode,
-                 args.dry_run)
+    s = Settings(args.work, args.dataset, args.demos, args.steps, args.episodes, args.image_size, args.record_size,
+                 args.camera, args.task, args.venv, args.save_every, tuple(args.lerobot_arg), args.tandem_recipe,
+                 args.mode, args.dry_run)
     if not args.table:
         record_demos(s)
         if "lerobot" in args.side:

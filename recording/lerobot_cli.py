@@ -15,6 +15,7 @@ from robot.commands import (
     command_parser,
     dataset_folder,
     describe,
+    image_size,
     jpeg_quality,
     run_command,
     setup_process,
@@ -63,6 +64,10 @@ def build_export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kinds", type=kinds_argument, default=KINDS, metavar="KIND[,KIND]",
                         help=f"episode kinds to export, of {', '.join(KINDS)} (default: all)")
     parser.add_argument("--codec", choices=sorted(CODECS), default="av1", help="video codec")
+    parser.add_argument("--image-size", type=image_size, metavar="HxW",
+                        help="shrink every camera's frames to this size (INTER_AREA, as tandem-train does), e.g. "
+                        "72x96 for a LeRobot policy trained at that size (LeRobot's ACT does not resize); "
+                        "default: as recorded")
     add_verbose_argument(parser)
     return parser
 
@@ -75,8 +80,10 @@ def run_export(args: argparse.Namespace) -> int:
     repo_id = args.repo_id or f"tandem/{args.dataset.resolve().name}"
     print(f"exporting {args.dataset} ({', '.join(args.kinds)}) to {args.out} with {args.codec.upper()} videos")
     summary = export_dataset(args.dataset, args.out, repo_id=repo_id, kinds=args.kinds, codec=args.codec,
-                             progress=episodes_bar)
-    print(f"{summary.episodes} episode(s), {summary.frames} frames, cameras {', '.join(summary.cameras) or 'none'}: "
+                             image_size=args.image_size, progress=episodes_bar)
+    size = f" at {args.image_size[0]}x{args.image_size[1]}" if args.image_size else ""
+    print(f"{summary.episodes} episode(s), {summary.frames} frames, cameras {', '.join(summary.cameras) or 'none'}"
+          f"{size}: "
           f"{summary.bytes / 1e6:.1f} MB in {summary.seconds:.1f} s")
     print(f"load it with: LeRobotDataset({repo_id!r}, root={str(summary.out)!r})")
     return 0

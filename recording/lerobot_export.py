@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from recording import lerobot_format as fmt
@@ -172,8 +173,9 @@ def _column(feature: dict, values: np.ndarray) -> object:
 class Export:
     """The folder being written: one episode at a time, then the metadata that describes them."""
 
-    def __init__(self, root: Path, features: dict, fps: int, codec: str) -> None:
-        self.root, self.features, self.fps = root, features, fps
+    def __init__(self, root: Path, features: dict, fps: int, codec: str,
+                 recorded: dict[str, tuple[int, int]]) -> None:
+        self.root, self.features, self.fps, self.recorded = root, features, fps, recorded
         self.data = ShardedParquet(root, fmt.DATA_PATH, fmt.DATA_FILE_MB,
                                    {b"huggingface": fmt.huggingface_metadata(features)})
         self.videos = {key: ShardedVideo(root, key, fps, codec, f["shape"][:2])
@@ -219,15 +221,19 @@ class Export:
         self.frames += length
 
     def _encode(self, reader: EpisodeReader, cam: str, video: ShardedVideo) -> dict:
-        """Every frame into the camera's stream; the sampled ones into its image stats."""
+        """Every frame (shrunk to the exported size where it differs) into the camera's stream; the sampled ones
+        into its image stats."""
         sample = set(fmt.stats_sample(reader.length))
         sampled = []
+        expected = self.recorded[cam]
+        h, w = self.features[fmt.IMAGES + cam]["shape"][:2]
         for step in range(reader.length):
             image = reader.image(cam, step)
-            expected = tuple(self.features[fmt.IMAGES + cam]["shape"][:2])
             if image.shape[:2] != expected:
                 raise DatasetError(f"{reader.path}: /observations/images/{cam} frame {step} is "
                                    f"{image.shape[0]}x{image.shape[1]}, the dataset's is {expected[0]}x{expected[1]}")
+            if (h, w) != expected:  # as tandem-train and tandem-eval shrink a frame
+                image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
             video.stream.add(image)
             if step in sample:
                 sampled.append(image)
@@ -277,10 +283,11 @@ def dataset_card(repo_id: str, source: Path, episodes: int, frames: int, fps: in
 
 
 def export_dataset(source: str | Path, out: str | Path, *, repo_id: str | None = None,
-                   kinds: Iterable[str] = KINDS, codec: str = "av1",
+                   kinds: Iterable[str] = KINDS, codec: str = "av1", image_size: tuple[int, int] | None = None,
                    progress: Callable[[Iterable], Iterable] = lambda items: items,
                    say: Callable[[str], None] = print) -> ExportSummary:
-    """Write the dataset at `source` (its episodes of `kinds`) as a LeRobot v3.0 folder at `out` (must not exist)."""
+    """Write the dataset at `source` (its episodes of `kinds`) as a LeRobot v3.0 folder at `out` (must not exist);
+    with `image_size` (height, width), every camera's frames shrunk to it."""
     started = time.perf_counter()
     source, out = Path(source), Path(out)
     if codec not in fmt.CODECS:
@@ -313,13 +320,14 @@ def export_dataset(source: str | Path, out: str | Path, *, repo_id: str | None =
                for cam in dataset.info.cameras}
     with EpisodeReader(dataset.path(episodes[0].index)) as reader:
         cameras = {cam: size or reader.image_size(cam) for cam, size in cameras.items()}
-    features = fmt.tandem_features(names, cameras, fps, codec, effort=effort)
+    exported = {cam: exported_size(source, cam, size, image_size) for cam, size in cameras.items()}
+    features = fmt.tandem_features(names, exported, fps, codec, effort=effort)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{time.monotonic_ns()}.partial")
     tmp.mkdir(0o777)  # under the umask, as tandem's dataset folders
     export = None
     try:
-        export = Export(tmp, features, fps, codec)
+        export = Export(tmp, features, fps, codec, cameras)
         for episode in progress(episodes):
             with EpisodeReader(dataset.path(episode.index)) as reader:
                 export.add(reader, episode.kind, episode_task(dataset, episode))
@@ -336,6 +344,16 @@ def export_dataset(source: str | Path, out: str | Path, *, repo_id: str | None =
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return ExportSummary(out, len(episodes), export.frames, tuple(cameras), codec, size,
                          time.perf_counter() - started)
+
+
+def exported_size(source: Path, cam: str, recorded: tuple[int, int], wanted: tuple[int, int] | None) -> tuple[int, int]:
+    """A camera's size in the export: `wanted` where given; only ever smaller, since a larger frame adds no detail."""
+    if wanted is None:
+        return recorded
+    if wanted[0] > recorded[0] or wanted[1] > recorded[1]:
+        raise DatasetError(f"{source}: camera {cam} was recorded at {recorded[0]}x{recorded[1]}; frames are only "
+                           f"shrunk, not enlarged to {wanted[0]}x{wanted[1]}")
+    return tuple(wanted)
 
 
 def robot_type(rig: str) -> str:

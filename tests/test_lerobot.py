@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -371,6 +372,26 @@ def test_the_commands_export_h264_and_import_it(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert import_main([str(out), "--dataset", str(tmp_path / "back")]) == 0
     assert [e.kind for e in Dataset.open(tmp_path / "back").episodes()] == ["correction"]
+
+
+def test_export_shrinks_frames_to_the_asked_size_as_training_does(tmp_path, capsys):
+    source = tandem_dataset(tmp_path / "tandem", episodes=(("demo", 5),))
+    out = tmp_path / "lerobot"
+    assert export_main([str(source), "--out", str(out), "--image-size", "24x32"]) == 0
+    assert "cam_high, cam_left_wrist at 24x32" in capsys.readouterr().out
+    info = json.loads((out / "meta/info.json").read_text())
+    for k, cam in enumerate(CAMS):
+        key = f"observation.images.{cam}"
+        assert info["features"][key]["shape"] == [24, 32, 3]
+        frames = decoded(out / f"videos/{key}/chunk-000/file-000.mp4")
+        assert video_format(out / f"videos/{key}/chunk-000/file-000.mp4")[3:5] == (32, 24)
+        shrunk = [cv2.resize(picture(0, i, k), (32, 24), interpolation=cv2.INTER_AREA) for i in range(5)]
+        assert all(np.abs(image.astype(float) - want).mean() < CODEC_LEVELS
+                   for (_, image), want in zip(frames, shrunk, strict=True))
+    assert export_main([str(source), "--out", str(tmp_path / "larger"), "--image-size", "96x64"]) != 0
+    assert "camera cam_high was recorded at 48x64; frames are only shrunk, not enlarged to 96x64" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "larger").exists()
 
 
 # -- a LeRobot folder where a tandem one is expected -----------------------------------------------------------------
