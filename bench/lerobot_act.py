@@ -38,8 +38,9 @@ way to resize is a torchvision Resize in --dataset.image_transforms, which runs 
 config still names the dataset's size. So the export is shrunk to --image-size (tandem-export --image-size, with
 INTER_AREA as tandem-train shrinks its frames), LeRobot trains on that, and tandem-train is given that size. Both are
 evaluated with tandem-eval rendering at the recorded size and shrinking each frame to the policy's size the same way
-(for LeRobot's checkpoint too). --image-size defaults to the recorded size, --record-size to --image-size, and that
-to 120x160 (tandem's cpu preset).
+(for LeRobot's checkpoint too). Given neither size, both are 120x160 (tandem's cpu preset); given one, the other
+follows it; an existing dataset's recorded size and an existing export's or tandem run's trained size are kept (a
+different one is refused).
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ class Settings:
     demos: int
     steps: int
     episodes: int
-    image_size: str | None  # the size both train at (None: the recorded size)
-    record_size: str | None  # the size demos are recorded at (None: image_size, else 120x160)
+    image_size: tuple[int, int] | None  # the size both train at (None: the recorded size)
+    record_size: tuple[int, int] | None  # the size demos are recorded at (None: image_size, else 120x160)
     camera: str
     task: str
     venv: Path
@@ -134,12 +135,12 @@ def record_demos(s: Settings) -> None:
     if have < s.demos:
         sim_results.command(s, "record", ["tandem-record", "--rig", str(one_camera_rig(s)), "--task", s.task,
                                           "--dataset", str(s.demos_dir), "--episodes", str(s.demos - have),
-                                          "--seed", str(have), "--image-size", "x".join(map(str, recorded(s)))])
+                                          "--seed", str(have), "--image-size", hxw(recorded(s))])
 
 
 def export(s: Settings) -> None:
     if not (s.export / "meta" / "info.json").exists():
-        shrink = [] if trained(s) == recorded(s) else ["--image-size", "x".join(map(str, trained(s)))]
+        shrink = [] if trained(s) == recorded(s) else ["--image-size", hxw(trained(s))]
         sim_results.command(s, "export", ["tandem-export", str(s.demos_dir), "--out", str(s.export), "--repo-id",
                                           REPO_ID, "--kinds", "demo", *shrink])
 
@@ -204,10 +205,10 @@ def train_tandem(s: Settings) -> None:
     if sim_results.trained_step(run) >= s.steps:
         return
     resume = ["--resume"] if (run / "last").exists() else ["--overwrite"]
-    h, w = trained(s)
     timed(s, "tandem", [
         "tandem-train", "--dataset", str(s.demos_dir), "--out", str(run), "--preset", "cpu", "--cameras", s.camera,
-        "--image-size", f"{h}x{w}", "--chunk-size", str(CHUNK), "--batch-size", str(BATCH), "--steps", str(s.steps),
+        "--image-size", hxw(trained(s)), "--chunk-size", str(CHUNK), "--batch-size", str(BATCH),
+        "--steps", str(s.steps),
         "--kinds", "demo", "--val-fraction", "0", "--cache-images", "--workers", "0",
         "--save-every", str(min(500, s.save_every)), "--log-every", str(max(1, min(100, s.steps // 10))),
         "--no-progress", "--device", "cpu", *TANDEM_RECIPES[s.tandem_recipe], *resume])
@@ -222,30 +223,48 @@ def evaluate(s: Settings, side: str, eval_command: str, checkpoint: Path, steps:
     name = evaluated(side, steps if not s.dry_run else s.steps, s.mode)
     if s.result(name).exists():
         return
-    h, w = recorded(s)  # rendered as the demos were; each policy shrinks the frames to its own size
     render = [] if s.dry_run or not Dataset.open(s.demos_dir).info.render else \
         ["--render", Dataset.open(s.demos_dir).info.render]
     sim_results.command(s, name, [
         eval_command, "--rig", "sim", "--checkpoint", str(checkpoint), "--task", task(s), "--episodes",
-        str(s.episodes), "--seed", str(FIRST_SEED), "--image-size", f"{h}x{w}", *render, "--mode", s.mode,
+        str(s.episodes), "--seed", str(FIRST_SEED), "--image-size", hxw(recorded(s)), *render,
+        "--mode", s.mode,
         "--json", str(s.result(name))])
 
 
 # -- the dataset's facts ------------------------------------------------------------------------------------------
 def recorded(s: Settings) -> tuple[int, int]:
-    """The camera's recorded size (the requested one while the demos are not recorded yet)."""
+    """The camera's recorded size, at which the evaluations render too (the asked one while nothing is recorded)."""
     if (s.demos_dir / INDEX).exists():
         info = Dataset.open(s.demos_dir).info
         if s.camera not in info.cameras:
             raise SystemExit(f"{s.demos_dir} has cameras {', '.join(info.cameras)}, not --camera {s.camera}")
         if s.camera in info.image_size:
-            return tuple(info.image_size[s.camera])
-    return image_size(s.record_size or s.image_size or "120x160")
+            return agreed("--record-size", s.record_size, tuple(info.image_size[s.camera]), s.demos_dir)
+    return s.record_size or s.image_size or (120, 160)
 
 
 def trained(s: Settings) -> tuple[int, int]:
-    """The size both policies train at: --image-size, else the recorded size."""
-    return image_size(s.image_size) if s.image_size else recorded(s)
+    """The size both policies train at: that of what is trained or exported already, else --image-size, else the
+    recorded size."""
+    info, config = s.export / "meta" / "info.json", s.run("tandem") / "last" / "config.json"
+    if info.exists():
+        shape = json.loads(info.read_text())["features"][f"observation.images.{s.camera}"]["shape"]
+        return agreed("--image-size", s.image_size, tuple(shape[:2]), s.export)
+    if config.exists():
+        return agreed("--image-size", s.image_size, tuple(json.loads(config.read_text())["image_size"]), config.parent)
+    return s.image_size or recorded(s)
+
+
+def agreed(flag: str, asked: tuple[int, int] | None, done: tuple[int, int], where: Path) -> tuple[int, int]:
+    """The size of what exists, which a run in the same work folder cannot change."""
+    if asked is not None and asked != done:
+        raise SystemExit(f"{flag} {hxw(asked)}: {where} is at {hxw(done)}; use another --work (or leave {flag} out)")
+    return done
+
+
+def hxw(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 def task(s: Settings) -> str:
@@ -256,12 +275,6 @@ def task(s: Settings) -> str:
 def _export_state_dim(s: Settings) -> int:
     info = s.export / "meta" / "info.json"
     return json.loads(info.read_text())["features"]["observation.state"]["shape"][0] if info.exists() else 14
-
-
-def size_text(text: str) -> str:
-    """A checked HEIGHTxWIDTH, kept as text (it goes into commands)."""
-    h, w = image_size(text)
-    return f"{h}x{w}"
 
 
 # -- the table ----------------------------------------------------------------------------------------------------
@@ -286,9 +299,9 @@ def inference_p50(log: Path) -> str:
 
 def table(s: Settings) -> str:
     n_demos = len(sim_results.episodes_of(s.demos_dir, "demo"))
-    (h, w), (th, tw) = recorded(s), trained(s)
-    shrunk = "" if (h, w) == (th, tw) else f" (trained at {th}x{tw})"
-    lines = [f"{n_demos} {task(s)} demos, camera {s.camera} at {h}x{w}{shrunk}, chunk {CHUNK}, batch {BATCH}; "
+    shrunk = "" if trained(s) == recorded(s) else f" (trained at {hxw(trained(s))})"
+    lines = [f"{n_demos} {task(s)} demos, camera {s.camera} at {hxw(recorded(s))}{shrunk}, chunk {CHUNK}, "
+             f"batch {BATCH}; "
              f"tandem-eval --rig sim, seeds {FIRST_SEED}.., --mode {s.mode}",
              "| policy | steps | training | s/step | inference p50 | success (95% CI) | episodes reaching each stage |",
              "|---|---|---|---|---|---|---|"]
@@ -322,10 +335,11 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=50, help="demonstrations to record (default 50)")
     parser.add_argument("--steps", type=int, default=20000, help="training steps of each side (default 20000)")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation rollouts of each side (default 50)")
-    parser.add_argument("--image-size", type=size_text, help="the size both policies train at (default: the "
-                        "recorded size); smaller than recorded: the export is shrunk to it")
-    parser.add_argument("--record-size", type=size_text, help="the size demos are recorded (and evaluations rendered) "
-                        "at (default: --image-size, else 120x160)")
+    parser.add_argument("--image-size", type=image_size, metavar="HxW", help="the size both policies train at "
+                        "(default: the recorded size); smaller than recorded: the export is shrunk to it, larger is "
+                        "refused")
+    parser.add_argument("--record-size", type=image_size, metavar="HxW", help="the size demos are recorded and "
+                        "evaluations rendered at (default: --image-size, else 120x160; an existing dataset's own)")
     parser.add_argument("--camera", default="cam_high", help="the one camera both policies see (default cam_high)")
     parser.add_argument("--task", choices=TASK_NAMES, default="transfer_cube", help="the task of recorded demos")
     parser.add_argument("--venv", type=Path, default=Path("/work/lerobot-venv"), help="LeRobot's environment")
@@ -351,6 +365,9 @@ def main() -> None:
     s = Settings(args.work, args.dataset, args.demos, args.steps, args.episodes, args.image_size, args.record_size,
                  args.camera, args.task, args.venv, args.save_every, tuple(args.lerobot_arg), args.tandem_recipe,
                  args.mode, args.dry_run)
+    if any(t > r for t, r in zip(trained(s), recorded(s), strict=True)):
+        parser.error(f"--image-size {hxw(trained(s))} is larger than the recorded {hxw(recorded(s))}: frames are "
+                     "only shrunk")
     if not args.table:
         record_demos(s)
         if "lerobot" in args.side:

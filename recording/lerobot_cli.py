@@ -65,9 +65,9 @@ def build_export_parser() -> argparse.ArgumentParser:
                         help=f"episode kinds to export, of {', '.join(KINDS)} (default: all)")
     parser.add_argument("--codec", choices=sorted(CODECS), default="av1", help="video codec")
     parser.add_argument("--image-size", type=image_size, metavar="HxW",
-                        help="shrink every camera's frames to this size (INTER_AREA, as tandem-train does), e.g. "
-                        "72x96 for a LeRobot policy trained at that size (LeRobot's ACT does not resize); "
-                        "default: as recorded")
+                        help="shrink every camera's frames to this size (INTER_AREA, as tandem-train does; a size "
+                        "larger than recorded is refused), e.g. 72x96 for a LeRobot policy trained at that size "
+                        "(LeRobot's ACT does not resize); default: as recorded")
     add_verbose_argument(parser)
     return parser
 
@@ -81,7 +81,7 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"exporting {args.dataset} ({', '.join(args.kinds)}) to {args.out} with {args.codec.upper()} videos")
     summary = export_dataset(args.dataset, args.out, repo_id=repo_id, kinds=args.kinds, codec=args.codec,
                              image_size=args.image_size, progress=episodes_bar)
-    size = f" at {args.image_size[0]}x{args.image_size[1]}" if args.image_size else ""
+    size = f" at {args.image_size[0]}x{args.image_size[1]}" if args.image_size and summary.cameras else ""
     print(f"{summary.episodes} episode(s), {summary.frames} frames, cameras {', '.join(summary.cameras) or 'none'}"
           f"{size}: "
           f"{summary.bytes / 1e6:.1f} MB in {summary.seconds:.1f} s")

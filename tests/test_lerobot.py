@@ -54,7 +54,7 @@ def intervened(kind: str, step: int) -> bool:
     return kind == "rollout" and 3 <= step < 7
 
 
-def tandem_dataset(root: Path, episodes=EPISODES, compress: bool = True, tasks=TASKS) -> Path:
+def tandem_dataset(root: Path, episodes=EPISODES, compress: bool = True, tasks=TASKS, pictures=picture) -> Path:
     """A tandem dataset written by the real writer and index: kinds, intervention, two cameras."""
     info = DatasetInfo(rig="sim", fps=50.0, cameras=list(CAMS), image_size={c: [H, W] for c in CAMS},
                        compress=compress, task="transfer_cube")
@@ -69,7 +69,7 @@ def tandem_dataset(root: Path, episodes=EPISODES, compress: bool = True, tasks=T
                     qpos, qvel, effort, action = rows(e, i)
                     assert writer.append(StepRecord(
                         t=i / 50, qpos=qpos, qvel=qvel, effort=effort, action=action,
-                        images={c: picture(e, i, k) for k, c in enumerate(CAMS)}, image_t=dict.fromkeys(CAMS, i / 50),
+                        images={c: pictures(e, i, k) for k, c in enumerate(CAMS)}, image_t=dict.fromkeys(CAMS, i / 50),
                         intervention=intervened(kind, i)))
                 summary = writer.close()
             dataset.add(EpisodeInfo(index, kind, summary.steps, bytes=summary.bytes, task_description=tasks[e]))
@@ -374,24 +374,36 @@ def test_the_commands_export_h264_and_import_it(tmp_path, capsys):
     assert [e.kind for e in Dataset.open(tmp_path / "back").episodes()] == ["correction"]
 
 
+def checkerboard(episode: int, step: int, cam: int) -> np.ndarray:
+    """One-pixel squares: shrunk by a non-integer factor, only area averaging gives an even grey."""
+    y, x = np.mgrid[0:H, 0:W]
+    return np.repeat((((x + y) % 2) * 200 + 20).astype(np.uint8)[..., None], 3, axis=-1)
+
+
 def test_export_shrinks_frames_to_the_asked_size_as_training_does(tmp_path, capsys):
-    source = tandem_dataset(tmp_path / "tandem", episodes=(("demo", 5),))
+    source = tandem_dataset(tmp_path / "tandem", episodes=(("demo", 5),), compress=False, pictures=checkerboard)
     out = tmp_path / "lerobot"
-    assert export_main([str(source), "--out", str(out), "--image-size", "24x32"]) == 0
-    assert "cam_high, cam_left_wrist at 24x32" in capsys.readouterr().out
+    assert export_main([str(source), "--out", str(out), "--image-size", "20x30"]) == 0
+    assert "cam_high, cam_left_wrist at 20x30" in capsys.readouterr().out
     info = json.loads((out / "meta/info.json").read_text())
-    for k, cam in enumerate(CAMS):
+    stats = json.loads((out / "meta/stats.json").read_text())
+    area = cv2.resize(checkerboard(0, 0, 0), (30, 20), interpolation=cv2.INTER_AREA).astype(float)
+    linear = cv2.resize(checkerboard(0, 0, 0), (30, 20), interpolation=cv2.INTER_LINEAR).astype(float)
+    assert np.abs(area - linear).mean() > 5 * CODEC_LEVELS  # the picture tells the two apart
+    for cam in CAMS:
         key = f"observation.images.{cam}"
-        assert info["features"][key]["shape"] == [24, 32, 3]
+        assert info["features"][key]["shape"] == [20, 30, 3]
+        assert video_format(out / f"videos/{key}/chunk-000/file-000.mp4")[3:5] == (30, 20)
         frames = decoded(out / f"videos/{key}/chunk-000/file-000.mp4")
-        assert video_format(out / f"videos/{key}/chunk-000/file-000.mp4")[3:5] == (32, 24)
-        shrunk = [cv2.resize(picture(0, i, k), (32, 24), interpolation=cv2.INTER_AREA) for i in range(5)]
-        assert all(np.abs(image.astype(float) - want).mean() < CODEC_LEVELS
-                   for (_, image), want in zip(frames, shrunk, strict=True))
-    assert export_main([str(source), "--out", str(tmp_path / "larger"), "--image-size", "96x64"]) != 0
-    assert "camera cam_high was recorded at 48x64; frames are only shrunk, not enlarged to 96x64" in \
+        assert len(frames) == 5
+        assert all(np.abs(image.astype(float) - area).mean() < CODEC_LEVELS for _, image in frames)
+        assert np.allclose(np.array(stats[key]["mean"]).ravel(), area.mean() / 255, atol=0.02)
+    assert import_main([str(out), "--dataset", str(tmp_path / "back")]) == 0
+    assert Dataset.open(tmp_path / "back").info.image_size == {cam: [20, 30] for cam in CAMS}
+    assert export_main([str(source), "--out", str(tmp_path / "wider"), "--image-size", "48x96"]) != 0
+    assert "camera cam_high was recorded at 48x64; frames are only shrunk, not enlarged to 48x96" in \
         capsys.readouterr().err
-    assert not (tmp_path / "larger").exists()
+    assert not (tmp_path / "wider").exists()
 
 
 # -- a LeRobot folder where a tandem one is expected -----------------------------------------------------------------
