@@ -25,7 +25,7 @@ script again continues where it stopped.
            installed beside it (bench/interop.py's ensure_venv(with_tandem=True))
 
 The same on both sides: the demonstrations (all of them: tandem-train --val-fraction 0), the camera (--camera, the
-top one by default) at its recorded size, chunk 50, batch 8, --steps, no ImageNet weights (LeRobot's default
+top one by default) at --image-size, chunk 50, batch 8, --steps, no ImageNet weights (LeRobot's default
 downloads them; tandem's cpu preset has none), and the evaluation's seeds, image size and render style. The rest is
 each one's own recipe, shown in the table: LeRobot's ACT defaults (dim 512, ffn 3200, 4+1 layers, ResNet-18, lr
 1e-5, frames decoded from AV1 for every sample) and tandem's cpu preset (hidden 256, ffn 1024, 2+2 layers, lr 1e-4,
@@ -240,7 +240,8 @@ def recorded(s: Settings) -> tuple[int, int]:
         if s.camera not in info.cameras:
             raise SystemExit(f"{s.demos_dir} has cameras {', '.join(info.cameras)}, not --camera {s.camera}")
         if s.camera in info.image_size:
-            return agreed("--record-size", s.record_size, tuple(info.image_size[s.camera]), s.demos_dir)
+            return agreed("--record-size", s.record_size, tuple(info.image_size[s.camera]), s.demos_dir,
+                          "--dataset" if s.dataset else "--work")
     return s.record_size or s.image_size or (120, 160)
 
 
@@ -256,10 +257,11 @@ def trained(s: Settings) -> tuple[int, int]:
     return s.image_size or recorded(s)
 
 
-def agreed(flag: str, asked: tuple[int, int] | None, done: tuple[int, int], where: Path) -> tuple[int, int]:
-    """The size of what exists, which a run in the same work folder cannot change."""
+def agreed(flag: str, asked: tuple[int, int] | None, done: tuple[int, int], where: Path,
+           instead: str = "--work") -> tuple[int, int]:
+    """The size of what exists, which a run in the same work folder (or on the same --dataset) cannot change."""
     if asked is not None and asked != done:
-        raise SystemExit(f"{flag} {hxw(asked)}: {where} is at {hxw(done)}; use another --work (or leave {flag} out)")
+        raise SystemExit(f"{flag} {hxw(asked)}: {where} is at {hxw(done)}; use another {instead} (or leave {flag} out)")
     return done
 
 
@@ -366,7 +368,8 @@ def main() -> None:
                  args.camera, args.task, args.venv, args.save_every, tuple(args.lerobot_arg), args.tandem_recipe,
                  args.mode, args.dry_run)
     if any(t > r for t, r in zip(trained(s), recorded(s), strict=True)):
-        parser.error(f"--image-size {hxw(trained(s))} is larger than the recorded {hxw(recorded(s))}: frames are "
+        origin = "--image-size" if args.image_size else "the existing export's or tandem run's size"
+        parser.error(f"{origin} {hxw(trained(s))} is larger than the recorded {hxw(recorded(s))}: frames are "
                      "only shrunk")
     if not args.table:
         record_demos(s)

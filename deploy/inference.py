@@ -19,12 +19,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
 from deploy.compat import camera_sources
 from policies.checkpoint import Checkpoint
+from recording.video import resize_frame
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,7 @@ class ChunkPredictor:
         h, w = self.config.image_size
         out = np.empty((len(self.camera_names), h, w, 3), dtype=np.uint8)
         for i, name in enumerate(self.camera_names):
-            frame = frames[name]
-            out[i] = frame if frame.shape[:2] == (h, w) else cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+            out[i] = resize_frame(frames[name], (h, w))
         return out
 
     def inputs(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
@@ -32,6 +31,7 @@ from policies.normalize import NormStats
 from recording.dataset import Dataset
 from recording.layout import joint_layout
 from recording.reader import EpisodeFormatError, EpisodeReader
+from recording.video import resize_frame
 
 
 @dataclass(frozen=True)
@@ -192,11 +192,7 @@ class EpisodeDataset(TorchDataset):
         return self._readers[e]
 
     def _image(self, e: int, cam: str, t: int) -> np.ndarray:
-        image = self._reader(e).image(cam, t)
-        h, w = self.image_size
-        if image.shape[:2] != (h, w):
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-        return image
+        return resize_frame(self._reader(e).image(cam, t), self.image_size)
 
     def _cached_images(self, e: int) -> np.ndarray:
         """(T, n_cams, H, W, 3) uint8, memory-mapped from the cache file, built on first use."""

@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from recording import lerobot_format as fmt
 from recording.dataset import KINDS, Dataset, DatasetError, EpisodeInfo
 from recording.layout import joint_layout
 from recording.reader import EpisodeReader
-from recording.video import encoder_start
+from recording.video import encoder_start, resize_frame
 
 
 @dataclass(frozen=True)
@@ -232,8 +231,7 @@ class Export:
             if image.shape[:2] != expected:
                 raise DatasetError(f"{reader.path}: /observations/images/{cam} frame {step} is "
                                    f"{image.shape[0]}x{image.shape[1]}, the dataset's is {expected[0]}x{expected[1]}")
-            if (h, w) != expected:  # as tandem-train and tandem-eval shrink a frame
-                image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            image = resize_frame(image, (h, w))
             video.stream.add(image)
             if step in sample:
                 sampled.append(image)
@@ -347,13 +345,16 @@ def export_dataset(source: str | Path, out: str | Path, *, repo_id: str | None =
 
 
 def exported_size(source: Path, cam: str, recorded: tuple[int, int], wanted: tuple[int, int] | None) -> tuple[int, int]:
-    """A camera's size in the export: `wanted` where given; only ever smaller, since a larger frame adds no detail."""
-    if wanted is None:
-        return recorded
-    if wanted[0] > recorded[0] or wanted[1] > recorded[1]:
+    """A camera's size in the export: `wanted` where given; only ever smaller, since a larger frame adds no detail,
+    and even, since yuv420p video halves both sides for colour (padding would break LeRobot's feature shape)."""
+    size = recorded if wanted is None else tuple(wanted)
+    if size[0] > recorded[0] or size[1] > recorded[1]:
         raise DatasetError(f"{source}: camera {cam} was recorded at {recorded[0]}x{recorded[1]}; frames are only "
-                           f"shrunk, not enlarged to {wanted[0]}x{wanted[1]}")
-    return tuple(wanted)
+                           f"shrunk, not enlarged to {size[0]}x{size[1]}")
+    if size[0] % 2 or size[1] % 2:
+        raise DatasetError(f"{source}: camera {cam} at {size[0]}x{size[1]}: yuv420p video needs even sizes; give "
+                           "--image-size with two even numbers")
+    return size
 
 
 def robot_type(rig: str) -> str:

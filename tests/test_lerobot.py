@@ -390,6 +390,7 @@ def test_export_shrinks_frames_to_the_asked_size_as_training_does(tmp_path, caps
     area = cv2.resize(checkerboard(0, 0, 0), (30, 20), interpolation=cv2.INTER_AREA).astype(float)
     linear = cv2.resize(checkerboard(0, 0, 0), (30, 20), interpolation=cv2.INTER_LINEAR).astype(float)
     assert np.abs(area - linear).mean() > 5 * CODEC_LEVELS  # the picture tells the two apart
+    assert checkerboard(0, 0, 0).std() > 2 * area.std()  # and the stats of the shrunk frames from the full-size ones
     for cam in CAMS:
         key = f"observation.images.{cam}"
         assert info["features"][key]["shape"] == [20, 30, 3]
@@ -398,12 +399,16 @@ def test_export_shrinks_frames_to_the_asked_size_as_training_does(tmp_path, caps
         assert len(frames) == 5
         assert all(np.abs(image.astype(float) - area).mean() < CODEC_LEVELS for _, image in frames)
         assert np.allclose(np.array(stats[key]["mean"]).ravel(), area.mean() / 255, atol=0.02)
+        assert np.allclose(np.array(stats[key]["std"]).ravel(), area.std() / 255, atol=0.02)
     assert import_main([str(out), "--dataset", str(tmp_path / "back")]) == 0
     assert Dataset.open(tmp_path / "back").info.image_size == {cam: [20, 30] for cam in CAMS}
     assert export_main([str(source), "--out", str(tmp_path / "wider"), "--image-size", "48x96"]) != 0
     assert "camera cam_high was recorded at 48x64; frames are only shrunk, not enlarged to 48x96" in \
         capsys.readouterr().err
     assert not (tmp_path / "wider").exists()
+    assert export_main([str(source), "--out", str(tmp_path / "odd"), "--image-size", "21x30"]) != 0
+    assert "camera cam_high at 21x30: yuv420p video needs even sizes" in capsys.readouterr().err
+    assert not (tmp_path / "odd").exists()
 
 
 # -- a LeRobot folder where a tandem one is expected -----------------------------------------------------------------
