@@ -24,7 +24,7 @@ import torch
 
 from deploy.compat import camera_sources
 from policies.checkpoint import Checkpoint
-from recording.video import resize_frame
+from recording.frames import resize_frame
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ from torch.utils.data import Dataset as TorchDataset
 from policies.config import STILL_THRESHOLD
 from policies.normalize import NormStats
 from recording.dataset import Dataset
+from recording.frames import resize_frame
 from recording.layout import joint_layout
 from recording.reader import EpisodeFormatError, EpisodeReader
-from recording.video import resize_frame
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,8 @@ def build_export_parser() -> argparse.ArgumentParser:
                         help=f"episode kinds to export, of {', '.join(KINDS)} (default: all)")
     parser.add_argument("--codec", choices=sorted(CODECS), default="av1", help="video codec")
     parser.add_argument("--image-size", type=image_size, metavar="HxW",
-                        help="shrink every camera's frames to this size (INTER_AREA, as tandem-train does; even "
-                        "numbers, as yuv420p video needs; a size larger than recorded is refused), e.g. 72x96 for "
+                        help="shrink every camera's frames to this size (INTER_AREA, as tandem-train does; a size "
+                        "larger than recorded is refused; even numbers for --codec h264), e.g. 72x96 for "
                         "a LeRobot policy trained at that size (LeRobot's ACT does not resize); default: as recorded")
     add_verbose_argument(parser)
     return parser

@@ -29,9 +29,10 @@ import numpy as np
 
 from recording import lerobot_format as fmt
 from recording.dataset import KINDS, Dataset, DatasetError, EpisodeInfo
+from recording.frames import resize_frame
 from recording.layout import joint_layout
 from recording.reader import EpisodeReader
-from recording.video import encoder_start, resize_frame
+from recording.video import encoder_start
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,7 @@ def export_dataset(source: str | Path, out: str | Path, *, repo_id: str | None =
                for cam in dataset.info.cameras}
     with EpisodeReader(dataset.path(episodes[0].index)) as reader:
         cameras = {cam: size or reader.image_size(cam) for cam, size in cameras.items()}
-    exported = {cam: exported_size(source, cam, size, image_size) for cam, size in cameras.items()}
+    exported = {cam: exported_size(source, cam, size, image_size, codec) for cam, size in cameras.items()}
     features = fmt.tandem_features(names, exported, fps, codec, effort=effort)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{time.monotonic_ns()}.partial")
@@ -344,16 +345,17 @@ def export_dataset(source: str | Path, out: str | Path, *, repo_id: str | None =
                          time.perf_counter() - started)
 
 
-def exported_size(source: Path, cam: str, recorded: tuple[int, int], wanted: tuple[int, int] | None) -> tuple[int, int]:
-    """A camera's size in the export: `wanted` where given; only ever smaller, since a larger frame adds no detail,
-    and even, since yuv420p video halves both sides for colour (padding would break LeRobot's feature shape)."""
+def exported_size(source: Path, cam: str, recorded: tuple[int, int], wanted: tuple[int, int] | None,
+                  codec: str = "av1") -> tuple[int, int]:
+    """A camera's size in the export: `wanted` where given; only ever smaller, since a larger frame adds no detail.
+    libx264 refuses odd sides in yuv420p (AV1 takes them), and padding would break LeRobot's feature shape."""
     size = recorded if wanted is None else tuple(wanted)
     if size[0] > recorded[0] or size[1] > recorded[1]:
         raise DatasetError(f"{source}: camera {cam} was recorded at {recorded[0]}x{recorded[1]}; frames are only "
                            f"shrunk, not enlarged to {size[0]}x{size[1]}")
-    if size[0] % 2 or size[1] % 2:
-        raise DatasetError(f"{source}: camera {cam} at {size[0]}x{size[1]}: yuv420p video needs even sizes; give "
-                           "--image-size with two even numbers")
+    if codec == "h264" and (size[0] % 2 or size[1] % 2):
+        raise DatasetError(f"{source}: camera {cam} at {size[0]}x{size[1]}: H.264 in yuv420p needs even sizes; "
+                           "export with --codec av1 or give --image-size with two even numbers")
     return size
 
 

@@ -89,13 +89,6 @@ def side_by_side(images: Sequence[np.ndarray], height: int, labels: Sequence[str
     return np.concatenate(tiles, axis=1)
 
 
-def resize_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`image` at `size` (H, W) by INTER_AREA, each pixel the mean of those it covers: training, evaluation and the
-    LeRobot export all resize through here, so a policy runs on frames made as its training frames were."""
-    h, w = size
-    return image if image.shape[:2] == (h, w) else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-
-
 def even_size(height: int, width: int) -> tuple[int, int]:
     """yuv420p halves both sides for colour: the encoded size rounds each up to even (padded black)."""
     return height + height % 2, width + width % 2

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_lerobot import tandem_dataset
+
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "lerobot_act.py"
 
 
@@ -42,4 +44,15 @@ def test_an_existing_export_keeps_its_size_and_is_never_enlarged_to(tmp_path: Pa
     out = dry_run(tmp_path, "--record-size", "60x80")
     assert out.returncode == 2
     assert "the existing export's or tandem run's size 72x96 is larger than the recorded 60x80" in out.stderr
-    assert dry_run(tmp_path / "fresh", "--record-size", "60x80", "--image-size", "72x96").returncode == 2
+    out = dry_run(tmp_path / "fresh", "--record-size", "60x80", "--image-size", "72x96")
+    assert out.returncode == 2 and "--image-size 72x96 is larger than the recorded 60x80" in out.stderr
+
+
+def test_a_given_dataset_keeps_its_recorded_size(tmp_path: Path) -> None:
+    demos = tandem_dataset(tmp_path / "demos", episodes=(("demo", 3),))  # recorded at 48x64
+    out = dry_run(tmp_path / "work", "--dataset", str(demos), "--record-size", "240x320")
+    assert out.returncode != 0
+    assert f"--record-size 240x320: {demos} is at 48x64; use another --dataset" in out.stderr
+    out = dry_run(tmp_path / "work", "--dataset", str(demos), "--image-size", "24x32", "--side", "tandem")
+    assert out.returncode == 0, out.stderr
+    assert any("tandem-train " in line and "--image-size 24x32" in line for line in out.stdout.splitlines())

@@ -406,9 +406,12 @@ def test_export_shrinks_frames_to_the_asked_size_as_training_does(tmp_path, caps
     assert "camera cam_high was recorded at 48x64; frames are only shrunk, not enlarged to 48x96" in \
         capsys.readouterr().err
     assert not (tmp_path / "wider").exists()
-    assert export_main([str(source), "--out", str(tmp_path / "odd"), "--image-size", "21x30"]) != 0
-    assert "camera cam_high at 21x30: yuv420p video needs even sizes" in capsys.readouterr().err
-    assert not (tmp_path / "odd").exists()
+    odd = ["--image-size", "21x30", "--kinds", "demo"]
+    assert export_main([str(source), "--out", str(tmp_path / "odd264"), *odd, "--codec", "h264"]) != 0
+    assert "camera cam_high at 21x30: H.264 in yuv420p needs even sizes" in capsys.readouterr().err
+    assert not (tmp_path / "odd264").exists()
+    assert export_main([str(source), "--out", str(tmp_path / "odd"), *odd]) == 0  # AV1 takes odd sides
+    assert video_format(tmp_path / "odd/videos/observation.images.cam_high/chunk-000/file-000.mp4")[3:5] == (30, 21)
 
 
 # -- a LeRobot folder where a tandem one is expected -----------------------------------------------------------------
