@@ -346,7 +346,7 @@ def export_dataset(source: str | Path, out: str | Path, *, repo_id: str | None =
 
 
 def exported_size(source: Path, cam: str, recorded: tuple[int, int], wanted: tuple[int, int] | None,
-                  codec: str = "av1") -> tuple[int, int]:
+                  codec: str) -> tuple[int, int]:
     """A camera's size in the export: `wanted` where given; only ever smaller, since a larger frame adds no detail.
     libx264 refuses odd sides in yuv420p (AV1 takes them), and padding would break LeRobot's feature shape."""
     size = recorded if wanted is None else tuple(wanted)

@@ -406,7 +406,7 @@ def test_export_shrinks_frames_to_the_asked_size_as_training_does(tmp_path, caps
     assert "camera cam_high was recorded at 48x64; frames are only shrunk, not enlarged to 48x96" in \
         capsys.readouterr().err
     assert not (tmp_path / "wider").exists()
-    odd = ["--image-size", "21x30", "--kinds", "demo"]
+    odd = ["--image-size", "21x30"]
     assert export_main([str(source), "--out", str(tmp_path / "odd264"), *odd, "--codec", "h264"]) != 0
     assert "camera cam_high at 21x30: H.264 in yuv420p needs even sizes" in capsys.readouterr().err
     assert not (tmp_path / "odd264").exists()
